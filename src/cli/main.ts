@@ -1,0 +1,115 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { ConfigError, defaults, type LoadedConfig, loadConfigFile } from "../config/config.ts";
+import { createLogger } from "../server/logger.ts";
+import { startServer } from "../server/serve.ts";
+
+const usage = `kagami — an OCI registry and pull-through mirror
+
+Usage:
+  kagami serve [--config FILE]    serve the registry (default: http://127.0.0.1:5000, data in ./storage)
+  kagami verify --config FILE     check a configuration file and print every problem
+  kagami --version
+
+The configuration uses zot's JSON format; see docs/configuration.md.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function load(configPath: string | undefined): LoadedConfig {
+  return configPath ? loadConfigFile(configPath) : defaults();
+}
+
+async function serve(configPath: string | undefined): Promise<void> {
+  const { config, warnings } = load(configPath);
+  const logger = createLogger(config.log);
+  for (const w of warnings) logger.warn({ field: w.path }, `config: ${w.path}: ${w.message}`);
+  const running = await startServer(config, logger);
+  let signalled = false;
+  const stop = (signal: string) => {
+    if (signalled) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    signalled = true;
+    logger.info({ signal }, "shutting down");
+    running.close().then(
+      () => {
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+function verify(configPath: string | undefined): number {
+  if (!configPath) {
+    process.stderr.write("kagami verify: --config FILE is required\n");
+    return 2;
+  }
+  const { warnings } = loadConfigFile(configPath);
+  for (const w of warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
+  process.stdout.write(
+    `${configPath}: configuration is valid${warnings.length ? ` (${warnings.length} warnings)` : ""}\n`,
+  );
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: "string", short: "c" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "v" },
+    },
+  });
+  if (values.version) {
+    process.stdout.write(`kagami ${version()}\n`);
+    return 0;
+  }
+  const [command, ...rest] = positionals;
+  // zot's form `serve FILE` is accepted as well as `serve --config FILE`.
+  const configPath = values.config ?? rest[0];
+  if (values.help || !command) {
+    process.stdout.write(`${usage}\n`);
+    return values.help ? 0 : 2;
+  }
+  switch (command) {
+    case "serve":
+      await serve(configPath);
+      return -1;
+    case "verify":
+      return verify(configPath);
+    default:
+      process.stderr.write(`kagami: unknown command '${command}'\n\n${usage}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`kagami: ${err.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stderr.write(`kagami: ${(err as Error).message ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

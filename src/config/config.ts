@@ -1,0 +1,211 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { Ajv, type ErrorObject } from "ajv";
+import { parseDuration } from "./duration.ts";
+import { configSchema } from "./schema.ts";
+
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+
+export interface KagamiConfig {
+  distSpecVersion: string;
+  storage: {
+    rootDirectory: string;
+    /** Idle upload sessions older than this are purged. */
+    uploadMaxAgeMs: number;
+  };
+  http: {
+    address: string;
+    port: number;
+    realm: string;
+    tls?: { cert: string; key: string };
+    shutdownTimeoutMs: number;
+  };
+  log: { level: LogLevel; output?: string };
+  /** The file it came from, if any. */
+  source?: string;
+}
+
+export interface ConfigProblem {
+  /** JSON path of the field, e.g. `http.port`. */
+  path: string;
+  message: string;
+}
+
+/** A config that cannot be used; lists every problem with the field it concerns. */
+export class ConfigError extends Error {
+  constructor(
+    readonly problems: ConfigProblem[],
+    readonly source?: string,
+  ) {
+    super(
+      `invalid configuration${source ? ` in ${source}` : ""}:\n` +
+        problems.map((p) => `  ${p.path || "(top level)"}: ${p.message}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+export interface LoadedConfig {
+  config: KagamiConfig;
+  warnings: ConfigProblem[];
+}
+
+export const defaultConfig: KagamiConfig = {
+  distSpecVersion: "1.1.0",
+  storage: { rootDirectory: "storage", uploadMaxAgeMs: 24 * 3_600_000 },
+  http: { address: "127.0.0.1", port: 5000, realm: "kagami", shutdownTimeoutMs: 10_000 },
+  log: { level: "info" },
+};
+
+type Tree = { [key: string]: Tree | true | string };
+
+/** Fields this version reads. */
+const implemented: Tree = {
+  distSpecVersion: true,
+  storage: { rootDirectory: true, uploadMaxAge: true, dedupe: true, commit: true },
+  http: {
+    address: true,
+    port: true,
+    realm: true,
+    tls: { cert: true, key: true },
+    shutdownTimeout: true,
+  },
+  log: { level: true, output: true },
+};
+
+/** Fields zot knows that this version does not act on yet: a warning each, never an error. */
+const notYet: Record<string, string> = {
+  "storage.gc": "garbage collection is not implemented yet; unreferenced blobs stay on disk",
+  "storage.gcDelay": "garbage collection is not implemented yet",
+  "storage.gcInterval": "garbage collection is not implemented yet",
+  "storage.subPaths":
+    "sub-path storage is not implemented yet; every repository is stored under storage.rootDirectory",
+  "storage.storageDriver": "only the local file system is supported; the driver is ignored",
+  "storage.cacheDriver": "metadata always lives in SQLite under storage.rootDirectory",
+  "storage.remoteCache": "metadata always lives in SQLite under storage.rootDirectory",
+  "storage.retention": "retention policies are not implemented yet",
+  "storage.scrubInterval": "scrub is not implemented yet",
+  "http.auth": "authentication is not implemented yet: every request is allowed",
+  "http.accessControl": "access control is not implemented yet: every request is allowed",
+  "http.ratelimit": "rate limiting is not implemented yet",
+  "http.compat": "compatibility modes are not needed: Docker manifests are always accepted",
+  "http.tls.cacert": "client certificate authentication is not implemented yet",
+  "http.externalUrl": "Location headers are relative, so an external URL is not needed",
+  "log.audit": "audit logging is not implemented yet",
+};
+
+function describe(err: ErrorObject): string {
+  const desc = (err.parentSchema as { description?: string } | undefined)?.description;
+  if (desc) return `must be ${desc}`;
+  if (err.keyword === "enum") return `must be one of ${(err.params.allowedValues as unknown[]).join(", ")}`;
+  if (err.keyword === "required")
+    return `is missing required field '${err.params.missingProperty as string}'`;
+  return err.message ?? "is invalid";
+}
+
+function jsonPath(instancePath: string): string {
+  return instancePath
+    .split("/")
+    .slice(1)
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .join(".");
+}
+
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
+ajv.addFormat("go-duration", (v: string) => parseDuration(v) !== undefined);
+const validate = ajv.compile(configSchema);
+
+function collectWarnings(value: unknown, tree: Tree, prefix: string, out: ConfigProblem[]): void {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return;
+  for (const [key, child] of Object.entries(value)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (notYet[path]) {
+      out.push({ path, message: notYet[path] });
+      continue;
+    }
+    if (path === "extensions") {
+      for (const ext of Object.keys((child as object) ?? {})) {
+        out.push({
+          path: `extensions.${ext}`,
+          message: "this extension is not implemented yet and is ignored",
+        });
+      }
+      continue;
+    }
+    const known = tree[key];
+    if (known === undefined) out.push({ path, message: "unknown field, ignored" });
+    else if (typeof known === "object") collectWarnings(child, known, path, out);
+  }
+}
+
+/** Validates a parsed zot-format config and fills in defaults. Throws ConfigError listing every problem. */
+export function parseConfig(raw: unknown, source?: string): LoadedConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ConfigError([{ path: "", message: "the configuration must be a JSON object" }], source);
+  }
+  if (!validate(raw)) {
+    const errors = validate.errors ?? [];
+    const anyOfPaths = new Set(errors.filter((e) => e.keyword === "anyOf").map((e) => e.instancePath));
+    const problems = errors
+      .filter((e) => e.keyword === "anyOf" || !anyOfPaths.has(e.instancePath))
+      .map((e) => ({ path: jsonPath(e.instancePath), message: describe(e) }));
+    throw new ConfigError(problems, source);
+  }
+  const r = raw as {
+    distSpecVersion?: string;
+    storage?: { rootDirectory?: string; uploadMaxAge?: string };
+    http?: {
+      address?: string;
+      port?: string | number;
+      realm?: string;
+      tls?: { cert: string; key: string };
+      shutdownTimeout?: string;
+    };
+    log?: { level?: string; output?: string };
+  };
+  const warnings: ConfigProblem[] = [];
+  collectWarnings(raw, implemented, "", warnings);
+  const level = r.log?.level === "panic" ? "fatal" : ((r.log?.level as LogLevel | undefined) ?? "info");
+  const config: KagamiConfig = {
+    distSpecVersion: r.distSpecVersion ?? defaultConfig.distSpecVersion,
+    storage: {
+      rootDirectory: resolve(r.storage?.rootDirectory ?? defaultConfig.storage.rootDirectory),
+      uploadMaxAgeMs: r.storage?.uploadMaxAge
+        ? parseDuration(r.storage.uploadMaxAge)!
+        : defaultConfig.storage.uploadMaxAgeMs,
+    },
+    http: {
+      address: r.http?.address ?? defaultConfig.http.address,
+      port: r.http?.port !== undefined ? Number(r.http.port) : defaultConfig.http.port,
+      realm: r.http?.realm ?? defaultConfig.http.realm,
+      shutdownTimeoutMs: r.http?.shutdownTimeout
+        ? parseDuration(r.http.shutdownTimeout)!
+        : defaultConfig.http.shutdownTimeoutMs,
+    },
+    log: { level },
+  };
+  if (r.http?.tls) config.http.tls = { cert: resolve(r.http.tls.cert), key: resolve(r.http.tls.key) };
+  if (r.log?.output) config.log.output = r.log.output;
+  if (source) config.source = source;
+  return { config, warnings };
+}
+
+export function loadConfigFile(path: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError([{ path: "", message: `cannot read the file: ${(err as Error).message}` }], path);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError([{ path: "", message: `not valid JSON: ${(err as Error).message}` }], path);
+  }
+  return parseConfig(raw, path);
+}
+
+export function defaults(): LoadedConfig {
+  return parseConfig({});
+}

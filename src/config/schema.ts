@@ -1,0 +1,71 @@
+/**
+ * JSON Schema of the fields Kagami reads from a zot-format config. Types only: unknown or
+ * not-yet-implemented fields are reported as warnings elsewhere, so a zot config still loads.
+ */
+const duration = {
+  type: "string",
+  format: "go-duration",
+  description: 'a Go duration such as "30m", "6h" or "1h30m"',
+};
+const port = {
+  description: "a TCP port: an integer or numeric string from 0 to 65535",
+  anyOf: [
+    { type: "integer", minimum: 0, maximum: 65535 },
+    { type: "string", pattern: "^[0-9]{1,5}$" },
+  ],
+};
+
+const storageFields = {
+  rootDirectory: { type: "string", minLength: 1 },
+  dedupe: { type: "boolean" },
+  gc: { type: "boolean" },
+  gcDelay: duration,
+  gcInterval: duration,
+  commit: { type: "boolean" },
+  uploadMaxAge: duration,
+};
+
+export const configSchema = {
+  type: "object",
+  properties: {
+    distSpecVersion: { type: "string", pattern: "^1\\.[0-9]+\\.[0-9]+(-.*)?$" },
+    storage: {
+      type: "object",
+      properties: {
+        ...storageFields,
+        subPaths: {
+          type: "object",
+          additionalProperties: { type: "object", properties: storageFields, required: ["rootDirectory"] },
+        },
+      },
+    },
+    http: {
+      type: "object",
+      properties: {
+        address: { type: "string" },
+        port,
+        realm: { type: "string" },
+        externalUrl: { type: "string" },
+        tls: {
+          type: "object",
+          properties: {
+            cert: { type: "string", minLength: 1 },
+            key: { type: "string", minLength: 1 },
+            cacert: { type: "string" },
+          },
+          required: ["cert", "key"],
+        },
+        shutdownTimeout: duration,
+      },
+    },
+    log: {
+      type: "object",
+      properties: {
+        level: { enum: ["trace", "debug", "info", "warn", "error", "fatal", "panic", "silent"] },
+        output: { type: "string" },
+        audit: { type: "string" },
+      },
+    },
+    extensions: { type: "object" },
+  },
+} as const;

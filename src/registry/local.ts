@@ -1,0 +1,230 @@
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { digestOf, parseDigest } from "../oci/digest.ts";
+import { RegistryError } from "../oci/errors.ts";
+import { type Descriptor, parseManifest } from "../oci/manifest.ts";
+import { MediaType } from "../oci/mediatypes.ts";
+import { assertValidName } from "../oci/names.ts";
+import { parseReference } from "../oci/reference.ts";
+import { BlobFiles } from "../store/blob-files.ts";
+import { type ManifestRow, Metadata } from "../store/metadata.ts";
+import { Uploads } from "../store/uploads.ts";
+import type {
+  BlobContent,
+  ManifestContent,
+  ManifestInfo,
+  Page,
+  PutManifestResult,
+  Registry,
+} from "./registry.ts";
+
+/** Which repositories the caller may read; auto-mount must not reveal content of others. */
+export type CanRead = (repo: string) => boolean;
+
+/** The registry on local disk: blob files plus SQLite metadata. */
+export class LocalRegistry implements Registry {
+  readonly files: BlobFiles;
+  readonly meta: Metadata;
+  readonly uploads: Uploads;
+
+  private constructor(readonly root: string) {
+    this.files = new BlobFiles(root);
+    this.meta = new Metadata(join(root, "kagami.db"));
+    this.uploads = new Uploads(root, this.meta, this.files);
+  }
+
+  static async open(root: string): Promise<LocalRegistry> {
+    const { mkdir } = await import("node:fs/promises");
+    await mkdir(root, { recursive: true });
+    const reg = new LocalRegistry(root);
+    await reg.files.init();
+    await reg.uploads.init();
+    return reg;
+  }
+
+  close(): void {
+    this.meta.close();
+  }
+
+  private resolve(repo: string, reference: string): ManifestRow | undefined {
+    assertValidName(repo);
+    const ref = parseReference(reference);
+    const digest = ref.kind === "digest" ? ref.digest : this.meta.resolveTag(repo, ref.tag);
+    return digest === undefined ? undefined : this.meta.getManifest(repo, digest);
+  }
+
+  async headManifest(repo: string, reference: string): Promise<ManifestInfo | undefined> {
+    const row = this.resolve(repo, reference);
+    return row && { digest: row.digest, mediaType: row.mediaType, size: row.size };
+  }
+
+  async getManifest(repo: string, reference: string): Promise<ManifestContent | undefined> {
+    const row = this.resolve(repo, reference);
+    if (!row) return undefined;
+    const bytes = await this.files.read(row.digest);
+    return { digest: row.digest, mediaType: row.mediaType, size: row.size, bytes };
+  }
+
+  async putManifest(
+    repo: string,
+    reference: string,
+    bytes: Buffer,
+    contentType?: string,
+  ): Promise<PutManifestResult> {
+    assertValidName(repo);
+    const ref = parseReference(reference);
+    const algorithm = ref.kind === "digest" ? parseDigest(ref.digest).algorithm : "sha256";
+    const digest = digestOf(bytes, algorithm);
+    if (ref.kind === "digest" && ref.digest !== digest) {
+      throw new RegistryError(
+        "DIGEST_INVALID",
+        `manifest body has digest ${digest}, not ${ref.digest} as the URL says`,
+        {
+          detail: { expected: ref.digest, actual: digest },
+        },
+      );
+    }
+    const parsed = parseManifest(bytes, contentType);
+    for (const blob of parsed.blobs) {
+      const size = this.meta.blobInRepo(repo, blob.digest);
+      if (size === undefined) {
+        throw new RegistryError(
+          "MANIFEST_BLOB_UNKNOWN",
+          `blob ${blob.digest} (${blob.mediaType}) is not in repository '${repo}'; push it before the manifest`,
+          { detail: { digest: blob.digest } },
+        );
+      }
+      if (size !== blob.size) {
+        throw new RegistryError(
+          "MANIFEST_INVALID",
+          `descriptor of ${blob.digest} says size ${blob.size}, but the stored blob has ${size} bytes`,
+          { detail: { digest: blob.digest } },
+        );
+      }
+    }
+    for (const child of parsed.manifests) {
+      if (!this.meta.getManifest(repo, child.digest)) {
+        throw new RegistryError(
+          "MANIFEST_UNKNOWN",
+          `index references manifest ${child.digest}, which is not in repository '${repo}'; push it first`,
+          { status: 400, detail: { digest: child.digest } },
+        );
+      }
+    }
+    await this.files.writeVerified(digest, bytes);
+    this.meta.putManifest(
+      {
+        repo,
+        digest,
+        mediaType: parsed.mediaType,
+        size: bytes.length,
+        artifactType: parsed.artifactType ?? null,
+        subject: parsed.subject?.digest ?? null,
+        annotations: parsed.annotations ?? null,
+        refs: [
+          ...parsed.blobs.map((b) => ({ digest: b.digest, kind: "blob" as const })),
+          ...parsed.manifests.map((m) => ({ digest: m.digest, kind: "manifest" as const })),
+        ],
+      },
+      ref.kind === "tag" ? ref.tag : undefined,
+    );
+    const result: PutManifestResult = { digest };
+    if (parsed.subject) result.subject = parsed.subject.digest;
+    return result;
+  }
+
+  async deleteManifest(repo: string, reference: string): Promise<void> {
+    assertValidName(repo);
+    const ref = parseReference(reference);
+    const found =
+      ref.kind === "digest" ? this.meta.deleteManifest(repo, ref.digest) : this.meta.deleteTag(repo, ref.tag);
+    if (!found) {
+      throw new RegistryError("MANIFEST_UNKNOWN", `manifest '${reference}' is not in repository '${repo}'`);
+    }
+  }
+
+  async blobSize(repo: string, digest: string): Promise<number | undefined> {
+    assertValidName(repo);
+    parseDigest(digest);
+    return this.meta.blobInRepo(repo, digest);
+  }
+
+  async getBlob(
+    repo: string,
+    digest: string,
+    range?: { start: number; end: number },
+  ): Promise<BlobContent | undefined> {
+    const size = await this.blobSize(repo, digest);
+    if (size === undefined) return undefined;
+    return { size, stream: this.files.stream(digest, range) };
+  }
+
+  async putBlob(repo: string, digest: string, body: Readable): Promise<void> {
+    assertValidName(repo);
+    parseDigest(digest);
+    const id = await this.uploads.start(repo);
+    try {
+      await this.uploads.append(repo, id, body);
+    } catch (err) {
+      await this.uploads.cancel(repo, id).catch(() => {});
+      throw err;
+    }
+    await this.uploads.commit(repo, id, digest);
+  }
+
+  async deleteBlob(repo: string, digest: string): Promise<void> {
+    assertValidName(repo);
+    parseDigest(digest);
+    if (!this.meta.unlinkBlob(repo, digest)) {
+      throw new RegistryError("BLOB_UNKNOWN", `blob ${digest} is not in repository '${repo}'`);
+    }
+  }
+
+  /**
+   * Links an existing blob into `repo` without a transfer: from `from` when named, else from any
+   * repository the caller may read (automatic content discovery). Returns the size, or undefined.
+   */
+  mount(repo: string, digest: string, from: string | undefined, canRead: CanRead): number | undefined {
+    assertValidName(repo);
+    parseDigest(digest);
+    let size: number | undefined;
+    if (from !== undefined) {
+      assertValidName(from);
+      if (canRead(from)) size = this.meta.blobInRepo(from, digest);
+    } else if (this.meta.reposWithBlob(digest).some(canRead)) {
+      size = this.meta.blobAnywhere(digest);
+    }
+    if (size !== undefined) this.meta.linkBlob(repo, digest, size);
+    return size;
+  }
+
+  async listTags(repo: string, page: Page = {}): Promise<string[]> {
+    assertValidName(repo);
+    if (!this.meta.repoExists(repo)) {
+      throw new RegistryError("NAME_UNKNOWN", `repository '${repo}' is not known to this registry`, {
+        detail: { name: repo },
+      });
+    }
+    return this.meta.listTags(repo, page.last ?? "", page.n ?? -1);
+  }
+
+  async catalog(page: Page = {}): Promise<string[]> {
+    return this.meta.listRepos(page.last ?? "", page.n ?? -1);
+  }
+
+  async referrers(repo: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
+    assertValidName(repo);
+    parseDigest(digest);
+    return this.meta
+      .referrers(repo, digest)
+      .filter((m) => artifactType === undefined || m.artifactType === artifactType)
+      .map((m) => {
+        const d: Descriptor = { mediaType: m.mediaType, digest: m.digest, size: m.size };
+        if (m.artifactType) d.artifactType = m.artifactType;
+        if (m.annotations) d.annotations = m.annotations;
+        return d;
+      });
+  }
+}
+
+export const emptyIndexMediaType = MediaType.ociIndex;

@@ -1,0 +1,138 @@
+import { randomUUID } from "node:crypto";
+import Router from "@koa/router";
+import Koa from "koa";
+import { RegistryError } from "../oci/errors.ts";
+import { assertValidName } from "../oci/names.ts";
+import { blobHandlers } from "./blobs.ts";
+import type { AppDeps, Ctx } from "./context.ts";
+import { listingHandlers } from "./listing.ts";
+import { manifestHandlers } from "./manifests.ts";
+import { type Endpoint, matchRoute } from "./routes.ts";
+import { uploadHandlers } from "./uploads.ts";
+
+type Handler = (ctx: Ctx) => Promise<void> | void;
+
+function isClientAbort(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return (
+    code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || (err as Error)?.message === "aborted"
+  );
+}
+
+/** The Koa application: distribution-spec routes over the local registry. */
+export function createApp(deps: AppDeps): Koa {
+  const { logger } = deps;
+  const app = new Koa();
+  app.proxy = false;
+  // Until access control exists every repository is readable; the hook keeps mount and catalog honest later.
+  const canRead = (_ctx: Ctx, _repo: string) => true;
+
+  const m = manifestHandlers(deps);
+  const b = blobHandlers(deps);
+  const u = uploadHandlers(deps, canRead);
+  const l = listingHandlers(deps, canRead);
+  const handlers: Record<Endpoint, Handler> = {
+    base: (ctx) => {
+      ctx.body = {};
+    },
+    catalog: l.catalog,
+    tags: l.tags,
+    "manifest.head": m.head,
+    "manifest.get": m.get,
+    "manifest.put": m.put,
+    "manifest.delete": m.delete,
+    "blob.head": b.head,
+    "blob.get": b.get,
+    "blob.delete": b.delete,
+    "upload.start": u.start,
+    "upload.status": u.status,
+    "upload.patch": u.patch,
+    "upload.finish": u.finish,
+    "upload.cancel": u.cancel,
+    referrers: l.referrers,
+  };
+
+  // Access log and request id.
+  app.use(async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    const id = ctx.get("X-Request-Id") || randomUUID();
+    ctx.set("X-Request-Id", id);
+    let failed: unknown;
+    try {
+      await next();
+    } catch (err) {
+      failed = err;
+      throw err;
+    } finally {
+      ctx.res.once("close", () => {
+        const line = {
+          reqId: id,
+          method: ctx.method,
+          path: ctx.path,
+          status: failed && !ctx.res.headersSent ? 500 : ctx.status,
+          bytesOut: ctx.response.length ?? 0,
+          bytesIn: Number(ctx.get("Content-Length") || 0),
+          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+          remote: ctx.ip,
+          aborted: !ctx.res.writableFinished,
+        };
+        logger.info(line, "request");
+      });
+    }
+  });
+
+  // Spec errors as JSON; anything unexpected is a logged 500 without internals in the body.
+  app.use(async (ctx, next) => {
+    ctx.set("Docker-Distribution-API-Version", "registry/2.0");
+    try {
+      await next();
+    } catch (err) {
+      if (err instanceof RegistryError) {
+        ctx.status = err.status;
+        for (const [k, v] of Object.entries(err.headers)) ctx.set(k, v);
+        ctx.body = err.toBody();
+        if (err.status >= 500) logger.error({ err }, "request failed");
+        return;
+      }
+      if (isClientAbort(err)) {
+        logger.debug({ err: (err as Error).message, path: ctx.path }, "client went away");
+        ctx.status = 400;
+        ctx.body = new RegistryError("BLOB_UPLOAD_INVALID", "request body ended early").toBody();
+        return;
+      }
+      logger.error({ err, path: ctx.path, method: ctx.method }, "internal error");
+      ctx.status = 500;
+      ctx.body = new RegistryError("INTERNAL_ERROR", "internal error; see the server log").toBody();
+    }
+  });
+
+  const router = new Router();
+  router.get("/_kagami/health", (ctx) => {
+    ctx.body = { status: "ok" };
+  });
+  app.use(router.routes());
+
+  app.use(async (ctx) => {
+    const match = matchRoute(ctx.method, ctx.path);
+    if (match.kind === "none") {
+      throw new RegistryError("NAME_UNKNOWN", `no such endpoint: ${ctx.method} ${ctx.path.slice(0, 200)}`, {
+        status: 404,
+      });
+    }
+    if (match.kind === "method") {
+      throw new RegistryError("UNSUPPORTED", `${ctx.method} is not supported on ${ctx.path.slice(0, 200)}`, {
+        headers: { Allow: match.allow.join(", ") },
+      });
+    }
+    if (match.route.repo) assertValidName(match.route.repo);
+    const c = ctx as Ctx;
+    c.state.repo = match.route.repo;
+    c.state.ref = match.route.ref;
+    await handlers[match.route.endpoint](c);
+  });
+
+  app.on("error", (err: unknown) => {
+    if (!isClientAbort(err)) logger.warn({ err }, "response error");
+  });
+  return app;
+}

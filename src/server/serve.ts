@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs";
+import { createServer as createHttp, type Server } from "node:http";
+import { createServer as createHttps } from "node:https";
+import type { Logger } from "pino";
+import type { KagamiConfig } from "../config/config.ts";
+import { LocalRegistry } from "../registry/local.ts";
+import { createApp } from "./app.ts";
+
+export interface RunningServer {
+  server: Server;
+  registry: LocalRegistry;
+  url: string;
+  /** Stops accepting, lets in-flight requests finish within the shutdown bound, closes the database. */
+  close(): Promise<void>;
+}
+
+const purgeIntervalMs = 3_600_000;
+
+export async function startServer(config: KagamiConfig, logger: Logger): Promise<RunningServer> {
+  const registry = await LocalRegistry.open(config.storage.rootDirectory);
+  const purge = async () => {
+    try {
+      const n = await registry.uploads.purge(config.storage.uploadMaxAgeMs);
+      if (n > 0) logger.info({ removed: n }, "purged abandoned uploads");
+    } catch (err) {
+      logger.warn({ err }, "upload purge failed");
+    }
+  };
+  await purge();
+  const timer = setInterval(purge, Math.min(purgeIntervalMs, config.storage.uploadMaxAgeMs));
+  timer.unref();
+
+  const app = createApp({ registry, config, logger });
+  const handler = app.callback();
+  const server = config.http.tls
+    ? createHttps(
+        { cert: readFileSync(config.http.tls.cert), key: readFileSync(config.http.tls.key) },
+        handler,
+      )
+    : createHttp(handler);
+  // Large layers over slow links: never cut a healthy upload or download by a fixed request timeout.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 60_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.http.port, config.http.address, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : config.http.port;
+  const scheme = config.http.tls ? "https" : "http";
+  const host = config.http.address.includes(":") ? `[${config.http.address}]` : config.http.address;
+  const url = `${scheme}://${host}:${port}`;
+  logger.info({ url, storage: config.storage.rootDirectory }, "kagami listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    registry,
+    url,
+    close() {
+      closing ??= (async () => {
+        clearInterval(timer);
+        const done = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const timeout = new Promise<"timeout">((resolve) =>
+          setTimeout(() => resolve("timeout"), config.http.shutdownTimeoutMs).unref(),
+        );
+        if ((await Promise.race([done, timeout])) === "timeout") {
+          logger.warn(
+            { afterMs: config.http.shutdownTimeoutMs },
+            "closing connections still open at shutdown",
+          );
+          server.closeAllConnections();
+          await done;
+        }
+        registry.close();
+        logger.info("kagami stopped");
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,276 @@
+import Database from "better-sqlite3";
+
+export interface ManifestRow {
+  repo: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  artifactType: string | null;
+  subject: string | null;
+  annotations: Record<string, string> | null;
+}
+
+export interface NewManifest extends ManifestRow {
+  /** Digests of the config, layers (kind blob) and child manifests (kind manifest) it references. */
+  refs: { digest: string; kind: "blob" | "manifest" }[];
+}
+
+export interface UploadRow {
+  id: string;
+  repo: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS repos (
+  name TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+  digest TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS repo_blobs (
+  repo TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs (digest);
+CREATE TABLE IF NOT EXISTS manifests (
+  repo TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  artifact_type TEXT,
+  subject TEXT,
+  annotations TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests (repo, subject) WHERE subject IS NOT NULL;
+CREATE TABLE IF NOT EXISTS manifest_refs (
+  repo TEXT NOT NULL,
+  parent TEXT NOT NULL,
+  child TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  PRIMARY KEY (repo, parent, child)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tags (
+  repo TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (repo, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_digest ON tags (repo, digest);
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY,
+  repo TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+type Row = Record<string, unknown>;
+
+function toManifest(r: Row): ManifestRow {
+  return {
+    repo: r.repo as string,
+    digest: r.digest as string,
+    mediaType: r.media_type as string,
+    size: r.size as number,
+    artifactType: (r.artifact_type as string | null) ?? null,
+    subject: (r.subject as string | null) ?? null,
+    annotations: r.annotations ? (JSON.parse(r.annotations as string) as Record<string, string>) : null,
+  };
+}
+
+/**
+ * Every fact about repositories, tags, manifests and blob links, in one SQLite file (WAL).
+ * Rows are written only after the content they point at is durable on disk.
+ */
+export class Metadata {
+  readonly db: Database.Database;
+  private readonly q;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    // WAL with synchronous=NORMAL is durable against process crashes; FULL adds power-loss durability of the last commit.
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.exec(schema);
+    const db = this.db;
+    this.q = {
+      ensureRepo: db.prepare("INSERT OR IGNORE INTO repos (name, created_at) VALUES (?, ?)"),
+      repoExists: db.prepare("SELECT 1 FROM repos WHERE name = ?").pluck(),
+      insertBlob: db.prepare("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"),
+      globalBlobSize: db.prepare("SELECT size FROM blobs WHERE digest = ?").pluck(),
+      linkBlob: db.prepare("INSERT OR IGNORE INTO repo_blobs (repo, digest, created_at) VALUES (?, ?, ?)"),
+      unlinkBlob: db.prepare("DELETE FROM repo_blobs WHERE repo = ? AND digest = ?"),
+      repoBlobSize: db
+        .prepare(
+          `SELECT b.size FROM blobs b WHERE b.digest = @digest AND (
+             EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.repo = @repo AND rb.digest = @digest)
+             OR EXISTS (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = @digest))`,
+        )
+        .pluck(),
+      reposWithBlob: db.prepare("SELECT repo FROM repo_blobs WHERE digest = ? ORDER BY repo").pluck(),
+      getManifest: db.prepare("SELECT * FROM manifests WHERE repo = ? AND digest = ?"),
+      putManifest: db.prepare(
+        `INSERT INTO manifests (repo, digest, media_type, size, artifact_type, subject, annotations, created_at)
+         VALUES (@repo, @digest, @mediaType, @size, @artifactType, @subject, @annotations, @now)
+         ON CONFLICT (repo, digest) DO NOTHING`,
+      ),
+      putRef: db.prepare(
+        "INSERT OR IGNORE INTO manifest_refs (repo, parent, child, kind) VALUES (?, ?, ?, ?)",
+      ),
+      deleteManifest: db.prepare("DELETE FROM manifests WHERE repo = ? AND digest = ?"),
+      deleteRefs: db.prepare("DELETE FROM manifest_refs WHERE repo = ? AND parent = ?"),
+      deleteTagsOf: db.prepare("DELETE FROM tags WHERE repo = ? AND digest = ?"),
+      getTag: db.prepare("SELECT digest FROM tags WHERE repo = ? AND tag = ?").pluck(),
+      putTag: db.prepare(
+        `INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
+      ),
+      deleteTag: db.prepare("DELETE FROM tags WHERE repo = ? AND tag = ?"),
+      listTags: db.prepare("SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?").pluck(),
+      listRepos: db.prepare("SELECT name FROM repos WHERE name > ? ORDER BY name LIMIT ?").pluck(),
+      referrers: db.prepare(
+        "SELECT * FROM manifests WHERE repo = ? AND subject = ? ORDER BY created_at, digest",
+      ),
+      insertUpload: db.prepare("INSERT INTO uploads (id, repo, created_at, updated_at) VALUES (?, ?, ?, ?)"),
+      getUpload: db.prepare("SELECT * FROM uploads WHERE id = ?"),
+      touchUpload: db.prepare("UPDATE uploads SET updated_at = ? WHERE id = ?"),
+      deleteUpload: db.prepare("DELETE FROM uploads WHERE id = ?"),
+      staleUploads: db.prepare("SELECT id FROM uploads WHERE updated_at < ?").pluck(),
+      allUploadIds: db.prepare("SELECT id FROM uploads").pluck(),
+    };
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  repoExists(repo: string): boolean {
+    return this.q.repoExists.get(repo) === 1;
+  }
+
+  /** Size of a blob visible in `repo` (pushed, mounted, or a manifest of the repo), else undefined. */
+  blobInRepo(repo: string, digest: string): number | undefined {
+    return this.q.repoBlobSize.get({ repo, digest }) as number | undefined;
+  }
+
+  blobAnywhere(digest: string): number | undefined {
+    return this.q.globalBlobSize.get(digest) as number | undefined;
+  }
+
+  reposWithBlob(digest: string): string[] {
+    return this.q.reposWithBlob.all(digest) as string[];
+  }
+
+  /** Records a durable, verified blob and makes it visible in `repo`. */
+  linkBlob(repo: string, digest: string, size: number): void {
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.q.ensureRepo.run(repo, now);
+      this.q.insertBlob.run(digest, size, now);
+      this.q.linkBlob.run(repo, digest, now);
+    })();
+  }
+
+  unlinkBlob(repo: string, digest: string): boolean {
+    return this.q.unlinkBlob.run(repo, digest).changes > 0;
+  }
+
+  getManifest(repo: string, digest: string): ManifestRow | undefined {
+    const r = this.q.getManifest.get(repo, digest) as Row | undefined;
+    return r ? toManifest(r) : undefined;
+  }
+
+  resolveTag(repo: string, tag: string): string | undefined {
+    return this.q.getTag.get(repo, tag) as string | undefined;
+  }
+
+  /** Stores a manifest (whose bytes are already durable) and optionally points a tag at it, atomically. */
+  putManifest(m: NewManifest, tag?: string): void {
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.q.ensureRepo.run(m.repo, now);
+      this.q.insertBlob.run(m.digest, m.size, now);
+      this.q.putManifest.run({
+        repo: m.repo,
+        digest: m.digest,
+        mediaType: m.mediaType,
+        size: m.size,
+        artifactType: m.artifactType,
+        subject: m.subject,
+        annotations: m.annotations ? JSON.stringify(m.annotations) : null,
+        now,
+      });
+      for (const ref of m.refs) this.q.putRef.run(m.repo, m.digest, ref.digest, ref.kind);
+      if (tag !== undefined) this.q.putTag.run(m.repo, tag, m.digest, now);
+    })();
+  }
+
+  /** Deletes a manifest and every tag that points at it. */
+  deleteManifest(repo: string, digest: string): boolean {
+    return this.db.transaction(() => {
+      const changed = this.q.deleteManifest.run(repo, digest).changes > 0;
+      this.q.deleteRefs.run(repo, digest);
+      this.q.deleteTagsOf.run(repo, digest);
+      return changed;
+    })();
+  }
+
+  deleteTag(repo: string, tag: string): boolean {
+    return this.q.deleteTag.run(repo, tag).changes > 0;
+  }
+
+  listTags(repo: string, after: string, limit: number): string[] {
+    return this.q.listTags.all(repo, after, limit) as string[];
+  }
+
+  listRepos(after: string, limit: number): string[] {
+    return this.q.listRepos.all(after, limit) as string[];
+  }
+
+  referrers(repo: string, subject: string): ManifestRow[] {
+    return (this.q.referrers.all(repo, subject) as Row[]).map(toManifest);
+  }
+
+  createUpload(id: string, repo: string): void {
+    const now = Date.now();
+    this.q.insertUpload.run(id, repo, now, now);
+  }
+
+  getUpload(id: string): UploadRow | undefined {
+    const r = this.q.getUpload.get(id) as Row | undefined;
+    if (!r) return undefined;
+    return {
+      id: r.id as string,
+      repo: r.repo as string,
+      createdAt: r.created_at as number,
+      updatedAt: r.updated_at as number,
+    };
+  }
+
+  touchUpload(id: string): void {
+    this.q.touchUpload.run(Date.now(), id);
+  }
+
+  deleteUpload(id: string): void {
+    this.q.deleteUpload.run(id);
+  }
+
+  staleUploads(olderThan: number): string[] {
+    return this.q.staleUploads.all(olderThan) as string[];
+  }
+
+  uploadIds(): Set<string> {
+    return new Set(this.q.allUploadIds.all() as string[]);
+  }
+}
