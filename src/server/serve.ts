@@ -66,7 +66,9 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
       closing ??= (async () => {
         clearInterval(timer);
         const done = new Promise<void>((resolve) => server.close(() => resolve()));
+        // Connections that finish their last request during the drain become idle too; close them as they do.
         server.closeIdleConnections();
+        const reaper = setInterval(() => server.closeIdleConnections(), 100);
         const timeout = new Promise<"timeout">((resolve) =>
           setTimeout(() => resolve("timeout"), config.http.shutdownTimeoutMs).unref(),
         );
@@ -78,6 +80,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
           server.closeAllConnections();
           await done;
         }
+        clearInterval(reaper);
         registry.close();
         logger.info("kagami stopped");
       })();
