@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Ajv, type ErrorObject } from "ajv";
+import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
 import { parseDuration } from "./duration.ts";
 import { configSchema } from "./schema.ts";
 
@@ -19,6 +20,8 @@ export interface KagamiConfig {
     realm: string;
     tls?: { cert: string; key: string };
     shutdownTimeoutMs: number;
+    auth?: { htpasswdPath: string; failDelayMs: number };
+    accessControl?: AccessControlConfig;
   };
   log: { level: LogLevel; output?: string };
   /** The file it came from, if any. */
@@ -69,6 +72,9 @@ const implemented: Tree = {
     realm: true,
     tls: { cert: true, key: true },
     shutdownTimeout: true,
+    auth: { htpasswd: { path: true }, failDelay: true },
+    // Keys under accessControl are repository patterns chosen by the user.
+    accessControl: true,
   },
   log: { level: true, output: true },
 };
@@ -85,8 +91,10 @@ const notYet: Record<string, string> = {
   "storage.remoteCache": "metadata always lives in SQLite under storage.rootDirectory",
   "storage.retention": "retention policies are not implemented yet",
   "storage.scrubInterval": "scrub is not implemented yet",
-  "http.auth": "authentication is not implemented yet: every request is allowed",
-  "http.accessControl": "access control is not implemented yet: every request is allowed",
+  "http.auth.ldap": "LDAP accounts are not implemented yet; use http.auth.htpasswd",
+  "http.auth.bearer": "bearer token authentication is not implemented yet; use http.auth.htpasswd",
+  "http.auth.openid": "OpenID Connect is not implemented yet; use http.auth.htpasswd",
+  "http.auth.apikey": "API keys are not implemented yet; use http.auth.htpasswd",
   "http.ratelimit": "rate limiting is not implemented yet",
   "http.compat": "compatibility modes are not needed: Docker manifests are always accepted",
   "http.tls.cacert": "client certificate authentication is not implemented yet",
@@ -160,6 +168,8 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       realm?: string;
       tls?: { cert: string; key: string };
       shutdownTimeout?: string;
+      auth?: { htpasswd?: { path: string }; failDelay?: number };
+      accessControl?: Record<string, unknown>;
     };
     log?: { level?: string; output?: string };
   };
@@ -186,6 +196,13 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   };
   if (r.http?.tls) config.http.tls = { cert: resolve(r.http.tls.cert), key: resolve(r.http.tls.key) };
   if (r.log?.output) config.log.output = r.log.output;
+  if (r.http?.auth?.htpasswd) {
+    config.http.auth = {
+      htpasswdPath: resolve(r.http.auth.htpasswd.path),
+      failDelayMs: (r.http.auth.failDelay ?? 0) * 1000,
+    };
+  }
+  if (r.http?.accessControl) config.http.accessControl = normalizeAccessControl(r.http.accessControl);
   if (source) config.source = source;
   return { config, warnings };
 }

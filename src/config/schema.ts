@@ -25,6 +25,23 @@ const storageFields = {
   uploadMaxAge: duration,
 };
 
+const stringList = { type: "array", items: { type: "string" } };
+const actions = {
+  type: "array",
+  items: { enum: ["read", "create", "update", "delete", "detectManifestCollision"] },
+};
+const repoPolicy = {
+  type: "object",
+  properties: {
+    policies: {
+      type: "array",
+      items: { type: "object", properties: { users: stringList, groups: stringList, actions } },
+    },
+    defaultPolicy: actions,
+    anonymousPolicy: actions,
+  },
+};
+
 export const configSchema = {
   type: "object",
   properties: {
@@ -56,6 +73,30 @@ export const configSchema = {
           required: ["cert", "key"],
         },
         shutdownTimeout: duration,
+        auth: {
+          type: "object",
+          properties: {
+            htpasswd: {
+              type: "object",
+              properties: { path: { type: "string", minLength: 1 } },
+              required: ["path"],
+            },
+            failDelay: { type: "integer", minimum: 0, maximum: 60 },
+          },
+        },
+        accessControl: {
+          type: "object",
+          properties: {
+            groups: {
+              type: "object",
+              additionalProperties: { type: "object", properties: { users: stringList } },
+            },
+            repositories: { type: "object", additionalProperties: repoPolicy },
+            adminPolicy: { type: "object", properties: { users: stringList, groups: stringList, actions } },
+            metrics: { type: "object" },
+          },
+          additionalProperties: repoPolicy,
+        },
       },
     },
     log: {

@@ -24,8 +24,7 @@ export function createApp(deps: AppDeps): Koa {
   const { logger } = deps;
   const app = new Koa();
   app.proxy = false;
-  // Until access control exists every repository is readable; the hook keeps mount and catalog honest later.
-  const canRead = (_ctx: Ctx, _repo: string) => true;
+  const canRead = (ctx: Ctx, repo: string) => ctx.state.canRead(repo);
 
   const m = manifestHandlers(deps);
   const b = blobHandlers(deps);
@@ -126,6 +125,7 @@ export function createApp(deps: AppDeps): Koa {
     }
     if (match.route.repo) assertValidName(match.route.repo);
     const c = ctx as Ctx;
+    await deps.access().authorize(c, match.route);
     c.state.repo = match.route.repo;
     c.state.ref = match.route.ref;
     await handlers[match.route.endpoint](c);

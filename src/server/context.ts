@@ -1,18 +1,26 @@
 import type { Context } from "koa";
 import type { Logger } from "pino";
+import type { Action, Identity } from "../auth/policy.ts";
 import type { KagamiConfig } from "../config/config.ts";
 import type { LocalRegistry } from "../registry/local.ts";
+import type { AccessState } from "./access.ts";
 
 export interface AppDeps {
   registry: LocalRegistry;
   config: KagamiConfig;
   logger: Logger;
+  /** The access rules in force now (they change when the config file does). */
+  access: () => AccessState;
 }
 
 export interface RouteState {
   repo: string;
   /** The captured reference, digest or upload id, by route. */
   ref: string;
+  identity: Identity;
+  /** Throws 401/403 unless the caller may do `action` in `repo`. */
+  require: (repo: string, action: Action) => void;
+  canRead: (repo: string) => boolean;
 }
 
 export type Ctx = Context & { state: RouteState };

@@ -1,5 +1,7 @@
+import { digestOf } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import { maxManifestSize } from "../oci/manifest.ts";
+import { parseReference } from "../oci/reference.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { emptyResponse, setHeaders } from "./context.ts";
 import { readLimited } from "./http-util.ts";
@@ -33,6 +35,11 @@ export function manifestHandlers({ registry }: AppDeps) {
     async put(ctx: Ctx) {
       const { repo, ref } = ctx.state;
       const body = await readLimited(ctx.req, maxManifestSize);
+      const reference = parseReference(ref);
+      const current = reference.kind === "tag" ? registry.meta.resolveTag(repo, reference.tag) : undefined;
+      // A new tag or digest needs create; moving an existing tag needs update (create alone makes tags immutable).
+      if (current !== undefined && current !== digestOf(body)) ctx.state.require(repo, "update");
+      else ctx.state.require(repo, "create");
       const result = await registry.putManifest(repo, ref, body, ctx.get("Content-Type") || undefined);
       emptyResponse(ctx, 201);
       setHeaders(ctx, {

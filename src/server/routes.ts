@@ -2,7 +2,13 @@
  * Every endpoint of the API in one table: its path pattern, method, and the access it needs.
  * Access control (a later layer) reads `action` from here, so no endpoint can be forgotten.
  */
-export type Action = "read" | "create" | "update" | "delete";
+import type { Action } from "../auth/policy.ts";
+
+/**
+ * `list`: filtered per repository by the handler; `handler`: the handler decides (a manifest PUT
+ * needs create for a new tag and update to move one); `none`: no repository involved.
+ */
+export type RouteAction = Action | "none" | "list" | "handler";
 
 export type Endpoint =
   | "base"
@@ -24,12 +30,12 @@ export type Endpoint =
 
 interface Route {
   pattern: RegExp;
-  methods: Partial<Record<string, { endpoint: Endpoint; action: Action | "none" }>>;
+  methods: Partial<Record<string, { endpoint: Endpoint; action: RouteAction }>>;
 }
 
 export const routes: Route[] = [
   { pattern: /^\/v2\/?$/, methods: { GET: { endpoint: "base", action: "none" } } },
-  { pattern: /^\/v2\/_catalog\/?$/, methods: { GET: { endpoint: "catalog", action: "read" } } },
+  { pattern: /^\/v2\/_catalog\/?$/, methods: { GET: { endpoint: "catalog", action: "list" } } },
   {
     pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/,
     methods: { POST: { endpoint: "upload.start", action: "create" } },
@@ -48,8 +54,7 @@ export const routes: Route[] = [
     methods: {
       HEAD: { endpoint: "manifest.head", action: "read" },
       GET: { endpoint: "manifest.get", action: "read" },
-      // create for a new tag, update when it moves: resolved by the access layer.
-      PUT: { endpoint: "manifest.put", action: "create" },
+      PUT: { endpoint: "manifest.put", action: "handler" },
       DELETE: { endpoint: "manifest.delete", action: "delete" },
     },
   },
@@ -70,7 +75,7 @@ export const routes: Route[] = [
 
 export interface MatchedRoute {
   endpoint: Endpoint;
-  action: Action | "none";
+  action: RouteAction;
   repo: string;
   ref: string;
 }

@@ -4,7 +4,9 @@ import { createServer as createHttps } from "node:https";
 import type { Logger } from "pino";
 import type { KagamiConfig } from "../config/config.ts";
 import { LocalRegistry } from "../registry/local.ts";
+import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
+import { watchConfig } from "./reload.ts";
 
 export interface RunningServer {
   server: Server;
@@ -30,7 +32,11 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
   const timer = setInterval(purge, Math.min(purgeIntervalMs, config.storage.uploadMaxAgeMs));
   timer.unref();
 
-  const app = createApp({ registry, config, logger });
+  let access = AccessState.create(config.http, logger);
+  const stopWatching = watchConfig(config, logger, (next) => {
+    access = AccessState.create(next.http, logger, access);
+  });
+  const app = createApp({ registry, config, logger, access: () => access });
   const handler = app.callback();
   const server = config.http.tls
     ? createHttps(
@@ -38,6 +44,23 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
         handler,
       )
     : createHttp(handler);
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+    const body = JSON.stringify({
+      errors: [
+        {
+          code: tooLarge ? "SIZE_INVALID" : "UNSUPPORTED",
+          message: tooLarge
+            ? "request headers are too large (the limit is 16 KiB)"
+            : "malformed HTTP request",
+        },
+      ],
+    });
+    socket.end(
+      `HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
   // Large layers over slow links: never cut a healthy upload or download by a fixed request timeout.
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
@@ -65,6 +88,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
     close() {
       closing ??= (async () => {
         clearInterval(timer);
+        stopWatching();
         const done = new Promise<void>((resolve) => server.close(() => resolve()));
         // Connections that finish their last request during the drain become idle too; close them as they do.
         server.closeIdleConnections();
@@ -81,6 +105,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
           await done;
         }
         clearInterval(reaper);
+        access.close();
         registry.close();
         logger.info("kagami stopped");
       })();
