@@ -1,6 +1,7 @@
 /**
  * buildah (root, vfs storage in a temp dir) against a running registry: pull from the
- * registry and from an OCI layout, push (OCI, Docker schema 2, uncompressed layers), and a
+ * registry and from an OCI layout, push (OCI and Docker schema 2; note that --disable-compression
+ * has no effect towards a registry: containers/image always gzips layers for docker://), a
  * `buildah build` whose FROM comes from the registry and whose result is pushed back.
  *
  * Nothing runs a container (no RUN step): `--isolation chroot` and COPY/LABEL/ENV only need
@@ -30,13 +31,18 @@ import {
   pushLayout,
   type Registry,
   run,
+  serverFailures,
   startRegistry,
 } from "./common.ts";
 
 interface BuildahImage {
   FromImageID: string;
   FromImageDigest: string;
-  OCIv1: { architecture: string; rootfs: { diff_ids: string[] }; config: { Labels?: Record<string, string> } };
+  OCIv1: {
+    architecture: string;
+    rootfs: { diff_ids: string[] };
+    config: { Labels?: Record<string, string> };
+  };
 }
 
 /** Names and contents of the regular files in a (possibly gzip'd) layer blob. */
@@ -69,7 +75,7 @@ describe.skipIf(!canRun("buildah"))("buildah", () => {
   const ref = (repoRef: string) => `${reg.host}/${repoRef}`;
 
   beforeAll(async () => {
-    reg = await startRegistry();
+    reg = await startRegistry("buildah");
     ce = await makeClientEnv(reg.host);
     const layoutDir = join(ce.dir, "layout");
     single = await buildImageLayout(layoutDir, { tag: "v1" });
@@ -87,11 +93,12 @@ describe.skipIf(!canRun("buildah"))("buildah", () => {
     const img = await inspect(ref("buildah/multi:latest"));
     const amd = multi.images[0]!;
     expect(`sha256:${img.FromImageID}`).toBe(amd.configDigest);
-    expect(img.FromImageDigest).toBe(multi.digest);
+    // the platform manifest buildah picked out of the index
+    expect(img.FromImageDigest).toBe(amd.manifestDigest);
     expect(img.OCIv1.rootfs.diff_ids).toEqual(amd.layers.map((l) => l.diffId));
   });
 
-  it("pulls from an OCI layout and pushes it: OCI, Docker schema 2, uncompressed", async () => {
+  it("pulls from an OCI layout and pushes it as OCI and as Docker schema 2", async () => {
     // `buildah pull` prints the image ID last
     const id = (await buildah("pull", single.ref)).stdout.trim().split("\n").at(-1)!;
     const fx = single.images[0]!;
@@ -99,12 +106,18 @@ describe.skipIf(!canRun("buildah"))("buildah", () => {
     expect((await inspect(id)).OCIv1.rootfs.diff_ids).toEqual(fx.layers.map((l) => l.diffId));
 
     const cases = [
-      { tag: "oci", flags: ["--format", "oci"], mediaType: MEDIA_TYPES.ociManifest },
-      { tag: "docker", flags: ["--format", "docker"], mediaType: MEDIA_TYPES.dockerManifest },
-      { tag: "plain", flags: ["--format", "oci", "--disable-compression"], mediaType: MEDIA_TYPES.ociManifest },
+      { tag: "oci", format: "oci", mediaType: MEDIA_TYPES.ociManifest },
+      { tag: "docker", format: "docker", mediaType: MEDIA_TYPES.dockerManifest },
     ];
     for (const c of cases) {
-      await buildah("push", "--tls-verify=false", ...c.flags, id, `docker://${ref(`buildah/pushed:${c.tag}`)}`);
+      await buildah(
+        "push",
+        "--tls-verify=false",
+        "--format",
+        c.format,
+        id,
+        `docker://${ref(`buildah/pushed:${c.tag}`)}`,
+      );
       const m = await getManifest(reg.url, "buildah/pushed", c.tag);
       expect(m.status, c.tag).toBe(200);
       expect(m.contentType).toBe(c.mediaType);
@@ -114,11 +127,6 @@ describe.skipIf(!canRun("buildah"))("buildah", () => {
       const diffIds = [];
       for (const l of doc.layers ?? []) diffIds.push(await layerDiffId(reg.url, "buildah/pushed", l.digest));
       expect(diffIds).toEqual(fx.layers.map((l) => l.diffId));
-      if (c.tag === "plain") {
-        // uncompressed: the blob is the tar itself
-        expect(doc.layers?.map((l) => l.mediaType)).toEqual(fx.layers.map(() => "application/vnd.oci.image.layer.v1.tar"));
-        expect(doc.layers?.map((l) => l.digest)).toEqual(fx.layers.map((l) => l.diffId));
-      }
     }
   });
 
@@ -136,7 +144,16 @@ describe.skipIf(!canRun("buildah"))("buildah", () => {
         "",
       ].join("\n"),
     );
-    await buildah("build", "--tls-verify=false", "--isolation", "chroot", "--pull", "-t", ref("buildah/built:1"), ctx);
+    await buildah(
+      "build",
+      "--tls-verify=false",
+      "--isolation",
+      "chroot",
+      "--pull",
+      "-t",
+      ref("buildah/built:1"),
+      ctx,
+    );
     await buildah("push", "--tls-verify=false", ref("buildah/built:1"));
 
     const m = await getManifest(reg.url, "buildah/built", "1");
@@ -174,5 +191,9 @@ describe.skipIf(!canRun("buildah"))("buildah", () => {
     expect(cfg.config.Labels.committed).toBe("yes");
     // buildah commit always adds a layer (empty here) over the base
     expect(cfg.rootfs.diff_ids.slice(0, 2)).toEqual(multi.images[0]!.layers.map((l) => l.diffId));
+  });
+
+  it("left no server-side failure in the registry log", () => {
+    expect(serverFailures(reg)).toEqual([]);
   });
 });

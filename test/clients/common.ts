@@ -6,7 +6,7 @@
  *
  * The registry under test is Kagami (the built server in dist/). Set
  * KAGAMI_CLIENTS_REGISTRY=distribution to run the same tests against CNCF distribution,
- * the reference the expectations were checked on.
+ * the reference the expectations were checked on. KAGAMI_CLIENTS_LOG_DIR=<dir> keeps Kagami's logs.
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -15,10 +15,10 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { type BuiltLayout, MEDIA_TYPES, readLayoutBlob, sha256 } from "../fixtures/images.ts";
 import { startDistribution } from "../helpers/distribution.ts";
 import { kagamiBin, startKagami } from "../helpers/kagami.ts";
 import { hasTool } from "../helpers/tools.ts";
-import { type BuiltLayout, MEDIA_TYPES, readLayoutBlob, sha256 } from "../fixtures/images.ts";
 
 export type RegistryKind = "kagami" | "distribution";
 
@@ -46,13 +46,30 @@ export function canRun(tool: string): boolean {
   return false;
 }
 
-export async function startRegistry(): Promise<Registry> {
+/**
+ * Starts the registry under test. With KAGAMI_CLIENTS_LOG_DIR set, Kagami's log is written to
+ * `<dir>/<name>.log` when it stops (handy with a client's --debug output to find the failing request).
+ */
+export async function startRegistry(name = "registry"): Promise<Registry> {
   if (registryKind === "distribution") {
     const d = await startDistribution({ deleteEnabled: true });
     return { kind: "distribution", url: d.url, host: d.host, output: () => "", stop: d.stop };
   }
   const k = await startKagami();
-  return { kind: "kagami", url: k.url, host: k.host, output: k.output, stop: k.destroy };
+  const logDir = process.env.KAGAMI_CLIENTS_LOG_DIR;
+  return {
+    kind: "kagami",
+    url: k.url,
+    host: k.host,
+    output: k.output,
+    async stop() {
+      if (logDir) {
+        await mkdir(logDir, { recursive: true });
+        await writeFile(join(logDir, `${name}.log`), k.output());
+      }
+      await k.destroy();
+    },
+  };
 }
 
 export interface RunResult {
@@ -156,11 +173,19 @@ export async function makeClientEnv(registryHost: string): Promise<ClientEnv> {
   const dockerConfig = join(dir, "docker");
   await Promise.all([mkdir(tmp), mkdir(dockerConfig), mkdir(runRoot)]);
   await writeFile(policy, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }));
+  // containers/image looks for $HOME/.config/containers/policy.json before /etc/containers/policy.json,
+  // for root too: podman and buildah get the policy this way (their --signature-policy flags are hidden,
+  // and /etc/containers/policy.json may be missing on a fresh machine)
+  await mkdir(join(dir, ".config", "containers"), { recursive: true });
+  await writeFile(
+    join(dir, ".config", "containers", "policy.json"),
+    JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }),
+  );
   await writeFile(authFile, JSON.stringify({ auths: {} }));
   await writeFile(
     registriesConf,
     [
-      'unqualified-search-registries = []',
+      "unqualified-search-registries = []",
       "",
       "[[registry]]",
       `location = "${registryHost}"`,
@@ -172,13 +197,23 @@ export async function makeClientEnv(registryHost: string): Promise<ClientEnv> {
     storageConf,
     ["[storage]", 'driver = "vfs"', `graphroot = "${storageRoot}"`, `runroot = "${runRoot}"`, ""].join("\n"),
   );
-  // No events journal, no systemd: podman in this sandbox has neither journald nor a systemd cgroup manager.
+  // No events journal, no systemd: podman in this sandbox has neither journald nor a systemd cgroup
+  // manager. The network config dir moves out of /etc/containers/networks, which podman creates as root.
   await writeFile(
     containersConf,
-    ["[engine]", 'events_logger = "none"', 'cgroup_manager = "cgroupfs"', ""].join("\n"),
+    [
+      "[engine]",
+      'events_logger = "none"',
+      'cgroup_manager = "cgroupfs"',
+      "",
+      "[network]",
+      `network_config_dir = "${join(dir, "networks")}"`,
+      "",
+    ].join("\n"),
   );
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    HOME: dir,
     REGISTRY_AUTH_FILE: authFile,
     CONTAINERS_REGISTRIES_CONF: registriesConf,
     CONTAINERS_STORAGE_CONF: storageConf,
@@ -238,12 +273,20 @@ export async function getManifest(url: string, repo: string, ref: string): Promi
   };
 }
 
-export async function getBlob(url: string, repo: string, digest: string): Promise<{ status: number; body: Buffer }> {
+export async function getBlob(
+  url: string,
+  repo: string,
+  digest: string,
+): Promise<{ status: number; body: Buffer }> {
   const res = await fetch(`${url}/v2/${repo}/blobs/${digest}`);
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 
-export async function headBlob(url: string, repo: string, digest: string): Promise<{ status: number; size: number }> {
+export async function headBlob(
+  url: string,
+  repo: string,
+  digest: string,
+): Promise<{ status: number; size: number }> {
   const res = await fetch(`${url}/v2/${repo}/blobs/${digest}`, { method: "HEAD" });
   return { status: res.status, size: Number(res.headers.get("content-length") ?? -1) };
 }
@@ -299,11 +342,18 @@ async function pushManifest(url: string, repo: string, ref: string, mediaType: s
  * Seeds a registry with a fixture image over plain HTTP (POST + monolithic PUT), without any
  * client tool, so a client's pull test does not depend on another client's push.
  */
-export async function pushLayout(url: string, repo: string, layout: BuiltLayout, tag = layout.tag): Promise<void> {
+export async function pushLayout(
+  url: string,
+  repo: string,
+  layout: BuiltLayout,
+  tag = layout.tag,
+): Promise<void> {
   for (const img of layout.images) {
-    for (const l of img.layers) await pushBlob(url, repo, l.digest, await readLayoutBlob(layout.dir, l.digest));
+    for (const l of img.layers)
+      await pushBlob(url, repo, l.digest, await readLayoutBlob(layout.dir, l.digest));
     await pushBlob(url, repo, img.configDigest, img.config);
-    if (layout.index) await pushManifest(url, repo, img.manifestDigest, MEDIA_TYPES.ociManifest, img.manifest);
+    if (layout.index)
+      await pushManifest(url, repo, img.manifestDigest, MEDIA_TYPES.ociManifest, img.manifest);
   }
   if (layout.index) await pushManifest(url, repo, tag, MEDIA_TYPES.ociIndex, layout.index);
   else await pushManifest(url, repo, tag, MEDIA_TYPES.ociManifest, layout.images[0]!.manifest);
@@ -319,9 +369,11 @@ export async function expectImageInRegistry(
   const m = await getManifest(url, repo, ref);
   if (m.status !== 200) throw new Error(`GET manifest ${repo}:${ref}: ${m.status} ${m.body.toString()}`);
   const problems: string[] = [];
-  if (sha256(m.body) !== layout.digest) problems.push(`manifest bytes hash to ${sha256(m.body)}, want ${layout.digest}`);
+  if (sha256(m.body) !== layout.digest)
+    problems.push(`manifest bytes hash to ${sha256(m.body)}, want ${layout.digest}`);
   if (m.digest !== layout.digest) problems.push(`Docker-Content-Digest ${m.digest}, want ${layout.digest}`);
-  if (m.contentType !== layout.mediaType) problems.push(`Content-Type ${m.contentType}, want ${layout.mediaType}`);
+  if (m.contentType !== layout.mediaType)
+    problems.push(`Content-Type ${m.contentType}, want ${layout.mediaType}`);
   for (const img of layout.images) {
     for (const d of [img.configDigest, ...img.layers.map((l) => l.digest)]) {
       const h = await headBlob(url, repo, d);
@@ -335,4 +387,24 @@ export async function expectImageInRegistry(
     }
   }
   if (problems.length) throw new Error(`${repo}:${ref}:\n  ${problems.join("\n  ")}`);
+}
+
+/**
+ * Kagami's request log lines that show a server-side failure (5xx, or a log level of error and
+ * above). A client may well retry past a 500 and succeed: this catches what the exit codes hide.
+ */
+export function serverFailures(reg: Registry): string[] {
+  if (reg.kind !== "kagami") return [];
+  return reg
+    .output()
+    .split("\n")
+    .filter((line) => {
+      if (!line.startsWith("{")) return line.trim() !== "";
+      try {
+        const r = JSON.parse(line) as { level?: number; status?: number };
+        return (r.level ?? 0) >= 50 || (r.status ?? 0) >= 500;
+      } catch {
+        return true;
+      }
+    });
 }

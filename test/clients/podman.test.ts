@@ -32,6 +32,7 @@ import {
   pushLayout,
   type Registry,
   run,
+  serverFailures,
   startRegistry,
 } from "./common.ts";
 
@@ -58,7 +59,7 @@ describe.skipIf(!canRun("podman"))("podman", () => {
   const ref = (repoRef: string) => `${reg.host}/${repoRef}`;
 
   beforeAll(async () => {
-    reg = await startRegistry();
+    reg = await startRegistry("podman");
     ce = await makeClientEnv(reg.host);
     const layout = join(ce.dir, "layout");
     single = await buildImageLayout(layout, { tag: "v1" });
@@ -105,7 +106,14 @@ describe.skipIf(!canRun("podman"))("podman", () => {
       ["oci", "oci", MEDIA_TYPES.ociManifest],
       ["docker", "v2s2", MEDIA_TYPES.dockerManifest],
     ] as const) {
-      await podman("push", "--tls-verify=false", "--format", format, ref("podman/app:v1"), ref(`podman/pushed:${tag}`));
+      await podman(
+        "push",
+        "--tls-verify=false",
+        "--format",
+        format,
+        ref("podman/app:v1"),
+        ref(`podman/pushed:${tag}`),
+      );
       const m = await getManifest(reg.url, "podman/pushed", tag);
       expect(m.status).toBe(200);
       expect(m.contentType).toBe(mediaType);
@@ -129,9 +137,13 @@ describe.skipIf(!canRun("podman"))("podman", () => {
       await run("podman", [...other.storageFlags, "pull", "--tls-verify=false", ref("podman/pushed:oci")], {
         env: other.env,
       });
-      const { stdout } = await run("podman", [...other.storageFlags, "image", "inspect", ref("podman/pushed:oci")], {
-        env: other.env,
-      });
+      const { stdout } = await run(
+        "podman",
+        [...other.storageFlags, "image", "inspect", ref("podman/pushed:oci")],
+        {
+          env: other.env,
+        },
+      );
       const img = (JSON.parse(stdout) as PodmanImage[])[0]!;
       expect(`sha256:${img.Id}`).toBe(single.images[0]!.configDigest);
       expect(img.RootFS.Layers).toEqual(single.images[0]!.layers.map((l) => l.diffId));
@@ -150,7 +162,14 @@ describe.skipIf(!canRun("podman"))("podman", () => {
       "kagami-list",
       `docker://${ref(`podman/multi@${multi.images[1]!.manifestDigest}`)}`,
     );
-    await podman("manifest", "push", "--all", "--tls-verify=false", "kagami-list", `docker://${ref("podman/list:1")}`);
+    await podman(
+      "manifest",
+      "push",
+      "--all",
+      "--tls-verify=false",
+      "kagami-list",
+      `docker://${ref("podman/list:1")}`,
+    );
 
     const idx = await getManifest(reg.url, "podman/list", "1");
     expect(idx.status).toBe(200);
@@ -182,5 +201,9 @@ describe.skipIf(!canRun("podman"))("podman", () => {
       [ref("podman/pushed"), "docker"],
       [ref("podman/pushed"), "oci"],
     ]);
+  });
+
+  it("left no server-side failure in the registry log", () => {
+    expect(serverFailures(reg)).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@
  * Docker schema 2), multi-arch with --all, registry -> dir:/oci: with identical digests,
  * repo-to-repo copy through a cross-repository blob mount, inspect, list-tags, delete, sync.
  */
-import { readFile, readdir, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -20,12 +20,14 @@ import {
   type ClientEnv,
   canRun,
   expectImageInRegistry,
+  getBlob,
   getManifest,
   getTags,
   headBlob,
   makeClientEnv,
   type Registry,
   run,
+  serverFailures,
   startRegistry,
 } from "./common.ts";
 
@@ -44,7 +46,7 @@ describe.skipIf(!canRun("skopeo"))("skopeo", () => {
   const pull = ["--src-tls-verify=false"];
 
   beforeAll(async () => {
-    reg = await startRegistry();
+    reg = await startRegistry("skopeo");
     ce = await makeClientEnv(reg.host);
     layout = join(ce.dir, "layout");
     single = await buildImageLayout(layout, { tag: "v1" });
@@ -67,6 +69,10 @@ describe.skipIf(!canRun("skopeo"))("skopeo", () => {
     await expectImageInRegistry(reg.url, "skopeo/big", "latest", big);
     const layer = big.images[0]!.layers[0]!;
     expect(await headBlob(reg.url, "skopeo/big", layer.digest)).toEqual({ status: 200, size: layer.size });
+    const blob = await getBlob(reg.url, "skopeo/big", layer.digest);
+    expect(blob.status).toBe(200);
+    expect(blob.body.length).toBe(layer.size);
+    expect(sha256(blob.body)).toBe(layer.digest);
   });
 
   it("converts to Docker schema 2 with --format v2s2", async () => {
@@ -83,6 +89,34 @@ describe.skipIf(!canRun("skopeo"))("skopeo", () => {
     expect(doc.config?.mediaType).toBe(MEDIA_TYPES.dockerConfig);
     expect(doc.layers?.map((l) => l.digest)).toEqual(img.layers.map((l) => l.digest));
     expect(doc.layers?.every((l) => l.mediaType === MEDIA_TYPES.dockerLayerGzip)).toBe(true);
+  });
+
+  it("stores zstd-compressed layers (tar+zstd) and serves them back", async () => {
+    // fresh content, so containers/image cannot substitute a gzip'd copy it already knows; from an
+    // uncompressed dir: source, the destination compresses with the asked format
+    const img = await buildImageLayout(join(ce.dir, "zstd-src"), { tag: "z", random: true });
+    const plain = join(ce.dir, "zstd-plain");
+    await skopeo("copy", "--dest-decompress", img.ref, `dir:${plain}`);
+    await skopeo("copy", ...push, "--dest-compress-format", "zstd", `dir:${plain}`, docker("skopeo/zstd:1"));
+    const m = await getManifest(reg.url, "skopeo/zstd", "1");
+    expect(m.status).toBe(200);
+    const doc = m.json();
+    expect(doc.config?.digest).toBe(img.images[0]!.configDigest);
+    expect(doc.layers?.map((l) => l.mediaType)).toEqual([
+      "application/vnd.oci.image.layer.v1.tar+zstd",
+      "application/vnd.oci.image.layer.v1.tar+zstd",
+    ]);
+    for (const l of doc.layers ?? []) {
+      const blob = await getBlob(reg.url, "skopeo/zstd", l.digest);
+      expect(sha256(blob.body)).toBe(l.digest);
+      expect(blob.body.subarray(0, 4)).toEqual(Buffer.from([0x28, 0xb5, 0x2f, 0xfd])); // zstd magic
+    }
+    // and back out, decompressed: the tars are the fixture's
+    const back = join(ce.dir, "zstd-back");
+    await skopeo("copy", ...pull, "--dest-decompress", docker("skopeo/zstd:1"), `dir:${back}`);
+    for (const l of img.images[0]!.layers) {
+      expect(sha256(await readFile(join(back, l.diffId.slice(7))))).toBe(l.diffId);
+    }
   });
 
   it("copies a multi-arch index with --all", async () => {
@@ -102,7 +136,13 @@ describe.skipIf(!canRun("skopeo"))("skopeo", () => {
     expect(info.Architecture).toBe("amd64");
     expect(info.Layers).toEqual(single.images[0]!.layers.map((l) => l.digest));
 
-    const config = await skopeo("inspect", "--tls-verify=false", "--config", "--raw", docker("skopeo/app:v1"));
+    const config = await skopeo(
+      "inspect",
+      "--tls-verify=false",
+      "--config",
+      "--raw",
+      docker("skopeo/app:v1"),
+    );
     expect(sha256(config.stdout)).toBe(single.images[0]!.configDigest);
 
     // platform selection through the index
@@ -118,7 +158,9 @@ describe.skipIf(!canRun("skopeo"))("skopeo", () => {
       docker("skopeo/multi:latest"),
     );
     expect(sha256(arm.stdout)).toBe(multi.images[1]!.configDigest);
-    const multiInfo = JSON.parse((await skopeo("inspect", "--tls-verify=false", docker("skopeo/multi:latest"))).stdout);
+    const multiInfo = JSON.parse(
+      (await skopeo("inspect", "--tls-verify=false", docker("skopeo/multi:latest"))).stdout,
+    );
     expect(multiInfo.Digest).toBe(multi.digest);
     expect(multiInfo.Layers).toEqual(multi.images[0]!.layers.map((l) => l.digest));
   });
@@ -163,6 +205,18 @@ describe.skipIf(!canRun("skopeo"))("skopeo", () => {
     expect(layerMounts).toEqual([true, true]);
     const mountOk = stderr.match(/\.\.\. mount OK/g) ?? [];
     expect(mountOk.length, `skopeo --debug:\n${stderr}`).toBe(2);
+    if (reg.kind === "kagami") {
+      // the server's request log agrees: two upload POSTs answered 201 Created (mounted), not 202
+      const mounts = reg
+        .output()
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as { method?: string; path?: string; status?: number })
+        .filter(
+          (r) => r.method === "POST" && r.path === "/v2/skopeo/mounted/blobs/uploads/" && r.status === 201,
+        );
+      expect(mounts).toHaveLength(2);
+    }
   });
 
   it("lists tags", async () => {
@@ -226,5 +280,9 @@ describe.skipIf(!canRun("skopeo"))("skopeo", () => {
     // the destination keeps the source's path below the registry host (without --scoped: the last component)
     expect((await getTags(reg.url, "fromyaml/app")).tags).toEqual(["v1", "v1.1"]);
     await expectImageInRegistry(reg.url, "fromyaml/multi", "latest", multi);
+  });
+
+  it("left no server-side failure in the registry log", () => {
+    expect(serverFailures(reg)).toEqual([]);
   });
 });
