@@ -25,6 +25,9 @@ export function parseAuthorization(header: string | undefined): Credentials {
   const idx = decoded.indexOf(":");
   if (idx < 0) return { kind: "malformed", reason: "Basic credentials must be user:password" };
   const user = decoded.slice(0, idx);
+  const password = decoded.slice(idx + 1);
+  // containers/image (skopeo, podman, buildah) answers a Basic challenge with ":" when it has no credentials.
+  if (user === "" && password === "") return { kind: "none" };
   if (user === "") return { kind: "malformed", reason: "Basic credentials have an empty user name" };
-  return { kind: "basic", user, password: decoded.slice(idx + 1) };
+  return { kind: "basic", user, password };
 }

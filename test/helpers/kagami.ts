@@ -31,6 +31,8 @@ export interface KagamiOptions {
   /** Reuse this storage directory (for restart tests). */
   rootDir?: string;
   port?: number;
+  /** Serve HTTPS with this certificate and key (PEM files). */
+  tls?: { cert: string; key: string };
 }
 
 /** Starts the built server (dist/) as a real process on a free loopback port. `npm test` builds first. */
@@ -42,7 +44,12 @@ export async function startKagami(opts: KagamiOptions = {}): Promise<RunningKaga
     distSpecVersion: "1.1.0",
     ...base,
     storage: { ...((base.storage as object) ?? {}), rootDirectory: join(rootDir, "data") },
-    http: { ...((base.http as object) ?? {}), address: "127.0.0.1", port: String(port) },
+    http: {
+      ...((base.http as object) ?? {}),
+      address: "127.0.0.1",
+      port: String(port),
+      ...(opts.tls ? { tls: opts.tls } : {}),
+    },
     log: { level: "info", ...((base.log as object) ?? {}) },
   };
   const configPath = join(rootDir, "config.json");
@@ -57,7 +64,7 @@ export async function startKagami(opts: KagamiOptions = {}): Promise<RunningKaga
   proc.stderr?.on("data", (d: Buffer) => {
     out += d.toString();
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? "https" : "http"}://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/v2/`);
   } catch (err) {

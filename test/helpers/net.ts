@@ -1,3 +1,4 @@
+import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 
 /** Asks the kernel for a free loopback port; the tiny race with another binder is acceptable in tests. */
@@ -23,6 +24,18 @@ export async function waitForHttp(url: string, timeoutMs = 15_000): Promise<void
   let last: unknown;
   while (Date.now() < deadline) {
     try {
+      if (url.startsWith("https:")) {
+        await new Promise<void>((resolve, reject) => {
+          // Only "is it up?": the certificate is checked by the tests themselves.
+          const req = httpsRequest(url, { rejectUnauthorized: false }, (res) => {
+            res.resume();
+            resolve();
+          });
+          req.on("error", reject);
+          req.end();
+        });
+        return;
+      }
       const res = await fetch(url);
       await res.arrayBuffer();
       return;
