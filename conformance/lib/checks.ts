@@ -70,10 +70,13 @@ export function checkErrorBody(res: RegistryResponse): string[] {
   for (const e of errors) {
     expect(typeof e.code, `error without a string code: ${res.describe()}`).toBe("string");
     const code = e.code as string;
-    expect(code, `error code is not uppercase letters and underscores: ${res.describe()}`).toMatch(/^[A-Z_]+$/);
-    expect(ERROR_CODES as readonly string[], `error code ${code} is not in the spec's table: ${res.describe()}`).toContain(
-      code,
+    expect(code, `error code is not uppercase letters and underscores: ${res.describe()}`).toMatch(
+      /^[A-Z_]+$/,
     );
+    expect(
+      ERROR_CODES as readonly string[],
+      `error code ${code} is not in the spec's table: ${res.describe()}`,
+    ).toContain(code);
     if (e.message !== undefined) {
       expect(typeof e.message, `error message must be a string: ${res.describe()}`).toBe("string");
     }
@@ -82,10 +85,14 @@ export function checkErrorBody(res: RegistryResponse): string[] {
   return codes;
 }
 
-/** When the error body is JSON, it must be well formed and contain `code`. */
-export function expectErrorCode(res: RegistryResponse, code: (typeof ERROR_CODES)[number]): void {
+type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** When the error body is JSON, it must be well formed and contain one of `wanted`. */
+export function expectErrorCode(res: RegistryResponse, ...wanted: ErrorCode[]): void {
   const codes = checkErrorBody(res);
-  if (codes.length > 0) expect(codes, `expected error code ${code}: ${res.describe()}`).toContain(code);
+  if (codes.length === 0) return;
+  const hit = codes.some((c) => (wanted as string[]).includes(c));
+  expect(hit, `expected error code ${wanted.join(" or ")}: ${res.describe()}`).toBe(true);
 }
 
 /** Docker-Content-Digest is optional, but when present it MUST match the content. */
@@ -95,5 +102,22 @@ export function expectDigestHeaderIfPresent(res: RegistryResponse, digest: strin
 }
 
 export function expectBody(res: RegistryResponse, content: Buffer): void {
-  expect(sha256(res.body), `body does not match the expected content: ${res.describe()}`).toBe(sha256(content));
+  expect(sha256(res.body), `body does not match the expected content: ${res.describe()}`).toBe(
+    sha256(content),
+  );
+}
+
+/**
+ * Spec "Warnings": a `Warning` header MUST use warn-code 299 and warn-agent `-`, MUST NOT carry a
+ * warn-date, and all warning headers of a response together MUST NOT exceed 4096 bytes.
+ */
+export function checkWarningValues(request: string, values: string[]): void {
+  let total = 0;
+  for (const v of values) {
+    total += Buffer.byteLength(v);
+    expect(v, `Warning header of ${request} must be 299 - "<text>" without a date`).toMatch(
+      /^299 - "(?:[^"\\]|\\.)*"$/,
+    );
+  }
+  expect(total, `more than 4096 bytes of warnings on ${request}`).toBeLessThanOrEqual(4096);
 }

@@ -51,6 +51,8 @@ export function parseChallenge(header: string): Challenge | undefined {
 export class RegistryClient {
   private tokens = new Map<string, string>();
   private useBasic = false;
+  /** Every `Warning` response header seen during the run (checked once at the end of the suite). */
+  readonly warnings: { request: string; values: string[] }[] = [];
 
   constructor(private readonly cfg: SuiteEnv = env) {}
 
@@ -90,6 +92,8 @@ export class RegistryClient {
       const res = await fetch(url, { method, headers: h, body, redirect: "follow" });
       const buf = Buffer.from(await res.arrayBuffer());
       this.debugResponse(res, buf);
+      const warnings = splitWarnings(res.headers.get("warning"));
+      if (warnings.length > 0) this.warnings.push({ request: `${method} ${url}`, values: warnings });
       return { res, buf };
     };
 
@@ -155,7 +159,9 @@ export class RegistryClient {
     const shown = Object.entries(headers)
       .map(([k, v]) => `    ${k}: ${k.toLowerCase() === "authorization" ? "<redacted>" : v}`)
       .join("\n");
-    process.stderr.write(`--> ${method} ${url}\n${shown}\n${body?.length ? `    <${body.length} bytes>\n` : ""}`);
+    process.stderr.write(
+      `--> ${method} ${url}\n${shown}\n${body?.length ? `    <${body.length} bytes>\n` : ""}`,
+    );
   }
 
   private debugResponse(res: Response, buf: Buffer) {
@@ -164,6 +170,31 @@ export class RegistryClient {
     const text = buf.length > 0 ? buf.subarray(0, 2048).toString("utf8") : "";
     process.stderr.write(`<-- ${res.status}\n${shown}\n${text ? `    ${text}\n` : ""}\n`);
   }
+}
+
+/** Splits a combined `Warning` header (values joined by ", " by fetch) at commas outside quotes. */
+export function splitWarnings(header: string | null): string[] {
+  if (!header) return [];
+  const out: string[] = [];
+  let cur = "";
+  let quoted = false;
+  for (let i = 0; i < header.length; i++) {
+    const ch = header[i];
+    if (ch === "\\" && quoted) {
+      cur += ch + (header[i + 1] ?? "");
+      i++;
+      continue;
+    }
+    if (ch === '"') quoted = !quoted;
+    if (ch === "," && !quoted) {
+      out.push(cur.trim());
+      cur = "";
+      continue;
+    }
+    cur += ch;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
 }
 
 function makeResponse(method: Method, url: string, res: Response, body: Buffer): RegistryResponse {

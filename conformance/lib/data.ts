@@ -61,7 +61,13 @@ function tarGz(fileName: string, content: Buffer): Buffer {
   put("0000000\0", 108, 8);
   put("0000000\0", 116, 8);
   put(`${content.length.toString(8).padStart(11, "0")}\0`, 124, 12);
-  put(`${Math.floor(Date.now() / 1000).toString(8).padStart(11, "0")}\0`, 136, 12);
+  put(
+    `${Math.floor(Date.now() / 1000)
+      .toString(8)
+      .padStart(11, "0")}\0`,
+    136,
+    12,
+  );
   put("        ", 148, 8);
   put("0", 156, 1);
   put("ustar\0", 257, 6);
@@ -185,7 +191,11 @@ function artifact(fields: Record<string, unknown>, annotation?: string): TestBlo
 /** Referrers artifacts. Subject of A, B and the index is manifests[4]; C's subject (manifests[3]) is never pushed by discovery. */
 export const refsManifestAConfigArtifact = artifact(
   {
-    config: { mediaType: testRefArtifactTypeA, size: testRefBlobA.content.length, digest: testRefBlobA.digest },
+    config: {
+      mediaType: testRefArtifactTypeA,
+      size: testRefBlobA.content.length,
+      digest: testRefBlobA.digest,
+    },
     layers: [emptyJSONDescriptor],
     subject: subjectOf(manifests[4]!),
   },
@@ -193,7 +203,11 @@ export const refsManifestAConfigArtifact = artifact(
 );
 export const refsManifestBConfigArtifact = artifact(
   {
-    config: { mediaType: testRefArtifactTypeB, size: testRefBlobB.content.length, digest: testRefBlobB.digest },
+    config: {
+      mediaType: testRefArtifactTypeB,
+      size: testRefBlobB.content.length,
+      digest: testRefBlobB.digest,
+    },
     layers: [emptyJSONDescriptor],
     subject: subjectOf(manifests[4]!),
   },
@@ -203,7 +217,9 @@ export const refsManifestALayerArtifact = artifact(
   {
     artifactType: testRefArtifactTypeA,
     config: emptyJSONDescriptor,
-    layers: [{ mediaType: testRefArtifactTypeA, size: testRefBlobA.content.length, digest: testRefBlobA.digest }],
+    layers: [
+      { mediaType: testRefArtifactTypeA, size: testRefBlobA.content.length, digest: testRefBlobA.digest },
+    ],
     subject: subjectOf(manifests[4]!),
   },
   "test layer a",
@@ -212,7 +228,9 @@ export const refsManifestBLayerArtifact = artifact(
   {
     artifactType: testRefArtifactTypeB,
     config: emptyJSONDescriptor,
-    layers: [{ mediaType: testRefArtifactTypeB, size: testRefBlobB.content.length, digest: testRefBlobB.digest }],
+    layers: [
+      { mediaType: testRefArtifactTypeB, size: testRefBlobB.content.length, digest: testRefBlobB.digest },
+    ],
     subject: subjectOf(manifests[4]!),
   },
   "test layer b",
@@ -220,7 +238,9 @@ export const refsManifestBLayerArtifact = artifact(
 export const refsManifestCLayerArtifact = artifact({
   artifactType: testRefArtifactTypeB,
   config: emptyJSONDescriptor,
-  layers: [{ mediaType: testRefArtifactTypeB, size: testRefBlobB.content.length, digest: testRefBlobB.digest }],
+  layers: [
+    { mediaType: testRefArtifactTypeB, size: testRefBlobB.content.length, digest: testRefBlobB.digest },
+  ],
   subject: subjectOf(manifests[3]!),
 });
 export const refsIndexArtifact = (() => {
@@ -229,8 +249,16 @@ export const refsIndexArtifact = (() => {
     mediaType: MT.index,
     artifactType: testRefArtifactTypeIndex,
     manifests: [
-      { mediaType: MT.manifest, size: refsManifestAConfigArtifact.content.length, digest: refsManifestAConfigArtifact.digest },
-      { mediaType: MT.manifest, size: refsManifestALayerArtifact.content.length, digest: refsManifestALayerArtifact.digest },
+      {
+        mediaType: MT.manifest,
+        size: refsManifestAConfigArtifact.content.length,
+        digest: refsManifestAConfigArtifact.digest,
+      },
+      {
+        mediaType: MT.manifest,
+        size: refsManifestALayerArtifact.content.length,
+        digest: refsManifestALayerArtifact.digest,
+      },
     ],
     subject: subjectOf(manifests[4]!),
     annotations: { [testAnnotationKey]: "test index" },
@@ -242,12 +270,50 @@ export const refsIndexArtifact = (() => {
 
 /** What each referrer's descriptor in a referrers response must look like (artifactType rules of spec 1.1). */
 export const expectedReferrers = new Map<string, { mediaType: string; size: number; artifactType?: string }>([
-  [refsManifestAConfigArtifact.digest, { mediaType: MT.manifest, size: refsManifestAConfigArtifact.content.length, artifactType: testRefArtifactTypeA }],
-  [refsManifestALayerArtifact.digest, { mediaType: MT.manifest, size: refsManifestALayerArtifact.content.length, artifactType: testRefArtifactTypeA }],
-  [refsManifestBConfigArtifact.digest, { mediaType: MT.manifest, size: refsManifestBConfigArtifact.content.length, artifactType: testRefArtifactTypeB }],
-  [refsManifestBLayerArtifact.digest, { mediaType: MT.manifest, size: refsManifestBLayerArtifact.content.length, artifactType: testRefArtifactTypeB }],
-  [refsIndexArtifact.digest, { mediaType: MT.index, size: refsIndexArtifact.content.length, artifactType: testRefArtifactTypeIndex }],
-  [refsManifestCLayerArtifact.digest, { mediaType: MT.manifest, size: refsManifestCLayerArtifact.content.length, artifactType: testRefArtifactTypeB }],
+  [
+    refsManifestAConfigArtifact.digest,
+    {
+      mediaType: MT.manifest,
+      size: refsManifestAConfigArtifact.content.length,
+      artifactType: testRefArtifactTypeA,
+    },
+  ],
+  [
+    refsManifestALayerArtifact.digest,
+    {
+      mediaType: MT.manifest,
+      size: refsManifestALayerArtifact.content.length,
+      artifactType: testRefArtifactTypeA,
+    },
+  ],
+  [
+    refsManifestBConfigArtifact.digest,
+    {
+      mediaType: MT.manifest,
+      size: refsManifestBConfigArtifact.content.length,
+      artifactType: testRefArtifactTypeB,
+    },
+  ],
+  [
+    refsManifestBLayerArtifact.digest,
+    {
+      mediaType: MT.manifest,
+      size: refsManifestBLayerArtifact.content.length,
+      artifactType: testRefArtifactTypeB,
+    },
+  ],
+  [
+    refsIndexArtifact.digest,
+    { mediaType: MT.index, size: refsIndexArtifact.content.length, artifactType: testRefArtifactTypeIndex },
+  ],
+  [
+    refsManifestCLayerArtifact.digest,
+    {
+      mediaType: MT.manifest,
+      size: refsManifestCLayerArtifact.content.length,
+      artifactType: testRefArtifactTypeB,
+    },
+  ],
 ]);
 
 /** Tag names are unique per run so reruns against a registry that keeps old tags do not interfere. */

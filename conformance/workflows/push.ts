@@ -26,7 +26,6 @@ import {
   manifests,
   nonexistentManifest,
   sha256,
-  type TestBlob,
   tagName,
   testBlob,
   testBlobA,
@@ -248,7 +247,11 @@ export function pushWorkflow(): void {
       });
 
       test("Cross-mounting without from, and automatic content discovery enabled should return a 201", async (ctx) => {
-        if (!env.runAutomaticCrossmountTest || lastResponse?.status !== 201 || !env.automaticCrossmountEnabled) {
+        if (
+          !env.runAutomaticCrossmountTest ||
+          lastResponse?.status !== 201 ||
+          !env.automaticCrossmountEnabled
+        ) {
           ctx.skip();
         }
         const res = await client.request("POST", "/v2/<name>/blobs/uploads/", {
@@ -259,7 +262,11 @@ export function pushWorkflow(): void {
       });
 
       test("Cross-mounting without from, and automatic content discovery disabled should return a 202", async (ctx) => {
-        if (!env.runAutomaticCrossmountTest || lastResponse?.status !== 201 || env.automaticCrossmountEnabled) {
+        if (
+          !env.runAutomaticCrossmountTest ||
+          lastResponse?.status !== 201 ||
+          env.automaticCrossmountEnabled
+        ) {
           ctx.skip();
         }
         const res = await client.request("POST", "/v2/<name>/blobs/uploads/", {
@@ -320,6 +327,10 @@ export function pushWorkflow(): void {
         const status = await client.request("GET", loc);
         expectStatus(status, 204);
         expectLocation(status);
+        // each session is a unique upload session
+        const other = await client.request("POST", "/v2/<name>/blobs/uploads/");
+        expectStatus(other, 202);
+        expect(expectLocation(other), "two upload sessions share one Location").not.toBe(loc);
       });
 
       test("Blob upload PUT Location should be a pullable URL for the blob", async () => {
@@ -399,14 +410,15 @@ export function pushWorkflow(): void {
         expectErrorCode(put, "DIGEST_INVALID");
       });
 
-      test("Upload status of an unknown session should return 404 with BLOB_UPLOAD_UNKNOWN", async () => {
+      test("Upload status of an unknown session should return 404 with a blob upload error code", async () => {
         const res = await client.request("GET", `/v2/<name>/blobs/uploads/${randomUUID()}`);
         expectStatus(res, 404);
-        expectErrorCode(res, "BLOB_UPLOAD_UNKNOWN");
+        expectErrorCode(res, "BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID");
       });
 
       test("Mounted blob should be readable with identical content in the target repository", async (ctx) => {
         if (mountResponse?.status !== 201) ctx.skip();
+        expectLocation(mountResponse!);
         expectDigestHeaderIfPresent(mountResponse!, testBlobA.digest);
         const res = await client.request("GET", `/v2/<name>/blobs/${testBlobA.digest}`, { name: crossmount });
         expectStatus(res, 200);
@@ -485,6 +497,20 @@ export function pushWorkflow(): void {
         expectErrorCode(res, "MANIFEST_BLOB_UNKNOWN");
       });
 
+      test("Manifest PUT with a 128-character tag using every allowed character class should be accepted", async () => {
+        const tag = `_Ab.9-${tagName("max")}`.padEnd(128, "x");
+        const res = await client.request("PUT", `/v2/<name>/manifests/${tag}`, {
+          headers: { "Content-Type": MT.manifest },
+          body: manifests[1]!.content,
+        });
+        expectStatus(res, 201);
+        const get = await client.request("GET", `/v2/<name>/manifests/${tag}`, {
+          headers: { Accept: MT.manifest },
+        });
+        expectStatus(get, 200);
+        expectBody(get, manifests[1]!.content);
+      });
+
       test("Manifest PUT with an invalid tag should be rejected", async () => {
         for (const bad of ["-leading-dash", "a".repeat(129)]) {
           const res = await client.request("PUT", `/v2/<name>/manifests/${bad}`, {
@@ -497,7 +523,9 @@ export function pushWorkflow(): void {
       });
 
       test("Upload to an invalid repository name should be rejected with NAME_INVALID", async () => {
-        const res = await client.request("POST", "/v2/<name>/blobs/uploads/", { name: `${env.namespace}/Invalid_NAME` });
+        const res = await client.request("POST", "/v2/<name>/blobs/uploads/", {
+          name: `${env.namespace}/Invalid_NAME`,
+        });
         expect(res.status >= 400 && res.status < 500, `expected 4xx: ${res.describe()}`).toBe(true);
         expectErrorCode(res, "NAME_INVALID");
       });
@@ -540,5 +568,3 @@ export function pushWorkflow(): void {
     });
   });
 }
-
-export type { TestBlob };

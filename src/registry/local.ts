@@ -5,7 +5,7 @@ import { RegistryError } from "../oci/errors.ts";
 import { type Descriptor, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/mediatypes.ts";
 import { assertValidName } from "../oci/names.ts";
-import { parseReference } from "../oci/reference.ts";
+import { parseReference, type Reference } from "../oci/reference.ts";
 import { BlobFiles } from "../store/blob-files.ts";
 import { type ManifestRow, Metadata } from "../store/metadata.ts";
 import { Uploads } from "../store/uploads.ts";
@@ -46,9 +46,20 @@ export class LocalRegistry implements Registry {
     this.meta.close();
   }
 
+  /** A reference that cannot exist (a malformed tag) is simply not found when reading or deleting. */
+  private lookupReference(reference: string): Reference | undefined {
+    try {
+      return parseReference(reference);
+    } catch (err) {
+      if (err instanceof RegistryError && err.code === "MANIFEST_INVALID") return undefined;
+      throw err;
+    }
+  }
+
   private resolve(repo: string, reference: string): ManifestRow | undefined {
     assertValidName(repo);
-    const ref = parseReference(reference);
+    const ref = this.lookupReference(reference);
+    if (!ref) return undefined;
     const digest = ref.kind === "digest" ? ref.digest : this.meta.resolveTag(repo, ref.tag);
     return digest === undefined ? undefined : this.meta.getManifest(repo, digest);
   }
@@ -135,9 +146,10 @@ export class LocalRegistry implements Registry {
 
   async deleteManifest(repo: string, reference: string): Promise<void> {
     assertValidName(repo);
-    const ref = parseReference(reference);
+    const ref = this.lookupReference(reference);
     const found =
-      ref.kind === "digest" ? this.meta.deleteManifest(repo, ref.digest) : this.meta.deleteTag(repo, ref.tag);
+      ref !== undefined &&
+      (ref.kind === "digest" ? this.meta.deleteManifest(repo, ref.digest) : this.meta.deleteTag(repo, ref.tag));
     if (!found) {
       throw new RegistryError("MANIFEST_UNKNOWN", `manifest '${reference}' is not in repository '${repo}'`);
     }
@@ -196,6 +208,19 @@ export class LocalRegistry implements Registry {
     }
     if (size !== undefined) this.meta.linkBlob(repo, digest, size);
     return size;
+  }
+
+  /**
+   * The Registry interface's mount, for a caller that is not serving a user (the copy engine):
+   * content is addressed by a digest it already holds from a verified manifest, so any repository
+   * may lend it.
+   */
+  async mountBlob(repo: string, digest: string, from?: string): Promise<boolean> {
+    const all = () => true;
+    return (
+      (from !== undefined && this.mount(repo, digest, from, all) !== undefined) ||
+      this.mount(repo, digest, undefined, all) !== undefined
+    );
   }
 
   async listTags(repo: string, page: Page = {}): Promise<string[]> {
