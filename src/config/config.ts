@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Ajv, type ErrorObject } from "ajv";
+import cron from "node-cron";
+import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
 import { parseDuration } from "./duration.ts";
 import { configSchema } from "./schema.ts";
@@ -24,8 +26,42 @@ export interface KagamiConfig {
     accessControl?: AccessControlConfig;
   };
   log: { level: LogLevel; output?: string };
+  /** `extensions.sync`, when present and enabled. */
+  sync?: SyncConfig;
   /** The file it came from, if any. */
   source?: string;
+}
+
+export interface SyncContent {
+  prefix: string;
+  destination?: string;
+  stripPrefix: boolean;
+  tags?: { regex?: string; excludeRegex?: string; semver?: boolean | string };
+}
+
+export interface SyncRegistryConfig {
+  /** Base URLs with scheme, tried in order. */
+  urls: string[];
+  onDemand: boolean;
+  pollIntervalMs?: number;
+  schedule?: string;
+  tlsVerify: boolean;
+  certDir?: string;
+  maxRetries: number;
+  retryDelayMs: number;
+  maxRetryDelayMs: number;
+  onlySigned: boolean;
+  /** A cached tag is re-checked upstream only when its last check is older than this. */
+  manifestCheckIntervalMs: number;
+  /** How long an upstream "not found" or failure is remembered for a reference. */
+  negativeCacheTtlMs: number;
+  content: SyncContent[];
+}
+
+export interface SyncConfig {
+  enable: boolean;
+  credentialsFile?: string;
+  registries: SyncRegistryConfig[];
 }
 
 export interface ConfigProblem {
@@ -121,6 +157,24 @@ function jsonPath(instancePath: string): string {
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
 ajv.addFormat("go-duration", (v: string) => parseDuration(v) !== undefined);
+ajv.addFormat("regex", (v: string) => {
+  try {
+    new RegExp(v);
+    return true;
+  } catch {
+    return false;
+  }
+});
+ajv.addFormat("semver-range", (v: string) => semver.validRange(v) !== null);
+ajv.addFormat("cron", (v: string) => cron.validate(v));
+ajv.addFormat("registry-url", (v: string) => {
+  try {
+    const u = new URL(/^[a-z]+:\/\//.test(v) ? v : `https://${v}`);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+  } catch {
+    return false;
+  }
+});
 const validate = ajv.compile(configSchema);
 
 function collectWarnings(value: unknown, tree: Tree, prefix: string, out: ConfigProblem[]): void {
@@ -133,6 +187,15 @@ function collectWarnings(value: unknown, tree: Tree, prefix: string, out: Config
     }
     if (path === "extensions") {
       for (const ext of Object.keys((child as object) ?? {})) {
+        if (ext === "sync") {
+          if ((child as { sync: { downloadDir?: string } }).sync.downloadDir !== undefined) {
+            out.push({
+              path: "extensions.sync.downloadDir",
+              message: "not needed: downloads are staged inside storage.rootDirectory and verified before use",
+            });
+          }
+          continue;
+        }
         out.push({
           path: `extensions.${ext}`,
           message: "this extension is not implemented yet and is ignored",
@@ -203,8 +266,58 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     };
   }
   if (r.http?.accessControl) config.http.accessControl = normalizeAccessControl(r.http.accessControl);
+  const sync = (raw as { extensions?: { sync?: RawSync } }).extensions?.sync;
+  if (sync && sync.enable !== false) config.sync = normalizeSync(sync);
   if (source) config.source = source;
   return { config, warnings };
+}
+
+interface RawSync {
+  enable?: boolean;
+  credentialsFile?: string;
+  registries?: {
+    urls: string[];
+    onDemand?: boolean;
+    pollInterval?: string;
+    schedule?: string;
+    tlsVerify?: boolean;
+    certDir?: string;
+    maxRetries?: number;
+    retryDelay?: string;
+    maxRetryDelay?: string;
+    onlySigned?: boolean;
+    manifestCheckInterval?: string;
+    negativeCacheTTL?: string;
+    content?: SyncContent[];
+  }[];
+}
+
+const ms = (v: string | undefined, fallback: number): number => (v === undefined ? fallback : parseDuration(v)!);
+
+function normalizeSync(raw: RawSync): SyncConfig {
+  const out: SyncConfig = {
+    enable: true,
+    registries: (raw.registries ?? []).map((r) => {
+      const reg: SyncRegistryConfig = {
+        urls: r.urls.map((u) => (/^[a-z]+:\/\//.test(u) ? u : `https://${u}`).replace(/\/+$/, "")),
+        onDemand: r.onDemand ?? false,
+        tlsVerify: r.tlsVerify ?? true,
+        maxRetries: r.maxRetries ?? 3,
+        retryDelayMs: ms(r.retryDelay, 500),
+        maxRetryDelayMs: ms(r.maxRetryDelay, 30_000),
+        onlySigned: r.onlySigned ?? false,
+        manifestCheckIntervalMs: ms(r.manifestCheckInterval, 5 * 60_000),
+        negativeCacheTtlMs: ms(r.negativeCacheTTL, 30_000),
+        content: (r.content ?? []).map((c) => ({ ...c, stripPrefix: c.stripPrefix ?? false })),
+      };
+      if (r.pollInterval !== undefined) reg.pollIntervalMs = parseDuration(r.pollInterval)!;
+      if (r.schedule !== undefined) reg.schedule = r.schedule;
+      if (r.certDir !== undefined) reg.certDir = resolve(r.certDir);
+      return reg;
+    }),
+  };
+  if (raw.credentialsFile !== undefined) out.credentialsFile = resolve(raw.credentialsFile);
+  return out;
 }
 
 export function loadConfigFile(path: string): LoadedConfig {

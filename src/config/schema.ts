@@ -42,6 +42,64 @@ const repoPolicy = {
   },
 };
 
+const syncContent = {
+  type: "object",
+  properties: {
+    prefix: { type: "string", minLength: 1 },
+    destination: { type: "string" },
+    stripPrefix: { type: "boolean" },
+    platforms: stringList,
+    tags: {
+      type: "object",
+      properties: {
+        regex: { type: "string", format: "regex", description: "a regular expression" },
+        excludeRegex: { type: "string", format: "regex", description: "a regular expression" },
+        semver: {
+          description: 'true (keep semver tags) or a semver range such as ">=1.29.0 <2"',
+          anyOf: [{ type: "boolean" }, { type: "string", format: "semver-range" }],
+        },
+      },
+    },
+  },
+  required: ["prefix"],
+};
+
+const syncRegistry = {
+  type: "object",
+  properties: {
+    urls: {
+      type: "array",
+      minItems: 1,
+      items: { type: "string", format: "registry-url", description: "a URL such as https://registry.k8s.io" },
+    },
+    onDemand: { type: "boolean" },
+    pollInterval: duration,
+    schedule: { type: "string", format: "cron", description: 'a cron expression such as "0 */6 * * *"' },
+    tlsVerify: { type: "boolean" },
+    certDir: { type: "string" },
+    maxRetries: { type: "integer", minimum: 0, maximum: 100 },
+    retryDelay: duration,
+    maxRetryDelay: duration,
+    onlySigned: { type: "boolean" },
+    manifestCheckInterval: duration,
+    negativeCacheTTL: duration,
+    content: { type: "array", items: syncContent },
+    preserveDigest: { type: "boolean" },
+    platforms: stringList,
+  },
+  required: ["urls"],
+};
+
+export const syncSchema = {
+  type: "object",
+  properties: {
+    enable: { type: "boolean" },
+    credentialsFile: { type: "string" },
+    downloadDir: { type: "string" },
+    registries: { type: "array", items: syncRegistry },
+  },
+};
+
 export const configSchema = {
   type: "object",
   properties: {
@@ -107,6 +165,6 @@ export const configSchema = {
         audit: { type: "string" },
       },
     },
-    extensions: { type: "object" },
+    extensions: { type: "object", properties: { sync: syncSchema } },
   },
 } as const;

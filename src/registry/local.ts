@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { digestOf, parseDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
-import { type Descriptor, parseManifest } from "../oci/manifest.ts";
+import { type Descriptor, type ParsedManifest, parseManifest } from "../oci/manifest.ts";
 import { MediaType } from "../oci/mediatypes.ts";
 import { assertValidName } from "../oci/names.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
@@ -76,11 +76,17 @@ export class LocalRegistry implements Registry {
     return { digest: row.digest, mediaType: row.mediaType, size: row.size, bytes };
   }
 
+  /**
+   * Stores a manifest. `mirrored` content came from an upstream that vouches for it: the digest is
+   * still verified, but the blobs and children it names may arrive later (pull-through fetches them
+   * when they are asked for).
+   */
   async putManifest(
     repo: string,
     reference: string,
     bytes: Buffer,
     contentType?: string,
+    opts: { mirrored?: boolean } = {},
   ): Promise<PutManifestResult> {
     assertValidName(repo);
     const ref = parseReference(reference);
@@ -96,6 +102,30 @@ export class LocalRegistry implements Registry {
       );
     }
     const parsed = parseManifest(bytes, contentType);
+    if (!opts.mirrored) this.checkReferences(repo, parsed);
+    await this.files.writeVerified(digest, bytes);
+    this.meta.putManifest(
+      {
+        repo,
+        digest,
+        mediaType: parsed.mediaType,
+        size: bytes.length,
+        artifactType: parsed.artifactType ?? null,
+        subject: parsed.subject?.digest ?? null,
+        annotations: parsed.annotations ?? null,
+        refs: [
+          ...parsed.blobs.map((b) => ({ digest: b.digest, kind: "blob" as const })),
+          ...parsed.manifests.map((m) => ({ digest: m.digest, kind: "manifest" as const })),
+        ],
+      },
+      ref.kind === "tag" ? ref.tag : undefined,
+    );
+    const result: PutManifestResult = { digest };
+    if (parsed.subject) result.subject = parsed.subject.digest;
+    return result;
+  }
+
+  private checkReferences(repo: string, parsed: ParsedManifest): void {
     for (const blob of parsed.blobs) {
       const size = this.meta.blobInRepo(repo, blob.digest);
       if (size === undefined) {
@@ -122,26 +152,6 @@ export class LocalRegistry implements Registry {
         );
       }
     }
-    await this.files.writeVerified(digest, bytes);
-    this.meta.putManifest(
-      {
-        repo,
-        digest,
-        mediaType: parsed.mediaType,
-        size: bytes.length,
-        artifactType: parsed.artifactType ?? null,
-        subject: parsed.subject?.digest ?? null,
-        annotations: parsed.annotations ?? null,
-        refs: [
-          ...parsed.blobs.map((b) => ({ digest: b.digest, kind: "blob" as const })),
-          ...parsed.manifests.map((m) => ({ digest: m.digest, kind: "manifest" as const })),
-        ],
-      },
-      ref.kind === "tag" ? ref.tag : undefined,
-    );
-    const result: PutManifestResult = { digest };
-    if (parsed.subject) result.subject = parsed.subject.digest;
-    return result;
   }
 
   async deleteManifest(repo: string, reference: string): Promise<void> {
@@ -149,7 +159,9 @@ export class LocalRegistry implements Registry {
     const ref = this.lookupReference(reference);
     const found =
       ref !== undefined &&
-      (ref.kind === "digest" ? this.meta.deleteManifest(repo, ref.digest) : this.meta.deleteTag(repo, ref.tag));
+      (ref.kind === "digest"
+        ? this.meta.deleteManifest(repo, ref.digest)
+        : this.meta.deleteTag(repo, ref.tag));
     if (!found) {
       throw new RegistryError("MANIFEST_UNKNOWN", `manifest '${reference}' is not in repository '${repo}'`);
     }

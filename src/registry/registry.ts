@@ -49,8 +49,17 @@ export interface Registry {
     digest: string,
     range?: { start: number; end: number },
   ): Promise<BlobContent | undefined>;
-  /** Stores a blob whose digest and size are known up front; the content is verified before it is visible. */
-  putBlob(repo: string, digest: string, body: Readable): Promise<void>;
+  /**
+   * Stores a blob whose digest (and, when given, size) is known up front; the content is verified
+   * before it is visible. A body that errors leaves nothing behind.
+   */
+  putBlob(repo: string, digest: string, body: Readable, size?: number): Promise<void>;
+  /**
+   * Links a blob the store already holds (in `from`, or anywhere when it can tell) into `repo`
+   * without a transfer. Resolves true when the blob is now in `repo`. Optional: the copy engine
+   * uploads when it is missing or says false.
+   */
+  mountBlob?(repo: string, digest: string, from?: string): Promise<boolean>;
   listTags(repo: string, page?: Page): Promise<string[]>;
   catalog(page?: Page): Promise<string[]>;
   referrers(repo: string, digest: string, artifactType?: string): Promise<Descriptor[]>;

@@ -109,6 +109,26 @@ export function createApp(deps: AppDeps): Koa {
   router.get("/_kagami/health", (ctx) => {
     ctx.body = { status: "ok" };
   });
+  router.get("/_kagami/sync", async (ctx) => {
+    const access = deps.access();
+    // Upstream URLs and errors are for operators: where accounts exist, only signed-in callers see them.
+    if (access.accounts && !(await access.identify(ctx as Ctx))) throw access.unauthorized("authentication required");
+    const mirror = deps.mirror();
+    const sync = deps.sync();
+    ctx.body = {
+      enabled: mirror !== undefined,
+      inflightBlobs: mirror?.blobs.active ?? 0,
+      upstreams: (mirror?.config.registries ?? []).map((r, i) => ({
+        urls: r.urls,
+        onDemand: r.onDemand,
+        pollInterval: r.pollIntervalMs,
+        schedule: r.schedule,
+        health: mirror!.healthReport()[i],
+        running: sync?.isRunning(i) ?? false,
+        lastRun: mirror!.state.lastRun(mirror!.upstream(i).name) ?? null,
+      })),
+    };
+  });
   app.use(router.routes());
 
   app.use(async (ctx) => {
@@ -123,6 +143,9 @@ export function createApp(deps: AppDeps): Koa {
         headers: { Allow: match.allow.join(", ") },
       });
     }
+    const ns = typeof ctx.query.ns === "string" ? ctx.query.ns : undefined;
+    const m = deps.mirror();
+    if (m && ns && match.route.repo) match.route.repo = m.localRepo(match.route.repo, ns);
     if (match.route.repo) assertValidName(match.route.repo);
     const c = ctx as Ctx;
     await deps.access().authorize(c, match.route);

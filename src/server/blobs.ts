@@ -1,4 +1,5 @@
 import { RegistryError } from "../oci/errors.ts";
+import type { MirroredBlob } from "../sync/mirror.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { emptyResponse, setHeaders } from "./context.ts";
 import { parseRangeHeader } from "./http-util.ts";
@@ -9,10 +10,20 @@ function unknown(repo: string, digest: string): RegistryError {
   });
 }
 
-export function blobHandlers({ registry }: AppDeps) {
+export function blobHandlers({ registry, mirror }: AppDeps) {
   async function serve(ctx: Ctx, withBody: boolean) {
     const { repo, ref: digest } = ctx.state;
-    const size = await registry.blobSize(repo, digest);
+    let size = await registry.blobSize(repo, digest);
+    let mirrored: MirroredBlob | undefined;
+    if (size === undefined) {
+      const m = mirror();
+      if (m && withBody) {
+        mirrored = await m.blob(repo, digest);
+        size = mirrored?.size;
+      } else if (m) {
+        size = await m.blobSize(repo, digest);
+      }
+    }
     if (size === undefined) throw unknown(repo, digest);
     setHeaders(ctx, {
       "Docker-Content-Digest": digest,
@@ -36,6 +47,11 @@ export function blobHandlers({ registry }: AppDeps) {
       if (withBody) ctx.body = Buffer.alloc(0);
       ctx.length = length;
       ctx.type = "application/octet-stream";
+      return;
+    }
+    if (mirrored) {
+      ctx.body = mirrored.open(range);
+      ctx.length = length;
       return;
     }
     const blob = await registry.getBlob(repo, digest, range);

@@ -3,6 +3,8 @@ import type { Logger } from "pino";
 import type { Action, Identity } from "../auth/policy.ts";
 import type { KagamiConfig } from "../config/config.ts";
 import type { LocalRegistry } from "../registry/local.ts";
+import type { Mirror } from "../sync/mirror.ts";
+import type { SyncScheduler } from "../sync/scheduler.ts";
 import type { AccessState } from "./access.ts";
 
 export interface AppDeps {
@@ -11,6 +13,9 @@ export interface AppDeps {
   logger: Logger;
   /** The access rules in force now (they change when the config file does). */
   access: () => AccessState;
+  /** Pull-through from `extensions.sync`, when configured (replaced when the config file changes). */
+  mirror: () => Mirror | undefined;
+  sync: () => SyncScheduler | undefined;
 }
 
 export interface RouteState {

@@ -20,7 +20,7 @@ async function paged(
   return items;
 }
 
-export function listingHandlers({ registry }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
+export function listingHandlers({ registry, mirror }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
   return {
     async tags(ctx: Ctx) {
       const { repo } = ctx.state;
@@ -51,6 +51,13 @@ export function listingHandlers({ registry }: AppDeps, canRead: (ctx: Ctx, repo:
       const { repo, ref: digest } = ctx.state;
       const artifactType = queryString(ctx.query.artifactType);
       const manifests = await registry.referrers(repo, digest, artifactType);
+      const upstream = (await mirror()?.referrers(repo, digest)) ?? [];
+      const seen = new Set(manifests.map((m) => m.digest));
+      for (const d of upstream) {
+        if (seen.has(d.digest) || (artifactType !== undefined && d.artifactType !== artifactType)) continue;
+        seen.add(d.digest);
+        manifests.push(d);
+      }
       if (artifactType !== undefined) ctx.set("OCI-Filters-Applied", "artifactType");
       ctx.type = MediaType.ociIndex;
       ctx.body = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests });

@@ -12,10 +12,11 @@ function unknown(repo: string, ref: string): RegistryError {
   });
 }
 
-export function manifestHandlers({ registry }: AppDeps) {
+export function manifestHandlers({ registry, mirror }: AppDeps) {
   return {
     async head(ctx: Ctx) {
       const { repo, ref } = ctx.state;
+      await mirror()?.ensureManifest(repo, ref);
       const info = await registry.headManifest(repo, ref);
       if (!info) throw unknown(repo, ref);
       ctx.status = 200;
@@ -25,6 +26,7 @@ export function manifestHandlers({ registry }: AppDeps) {
 
     async get(ctx: Ctx) {
       const { repo, ref } = ctx.state;
+      await mirror()?.ensureManifest(repo, ref);
       const m = await registry.getManifest(repo, ref);
       if (!m) throw unknown(repo, ref);
       ctx.status = 200;

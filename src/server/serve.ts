@@ -4,6 +4,8 @@ import { createServer as createHttps } from "node:https";
 import type { Logger } from "pino";
 import type { KagamiConfig } from "../config/config.ts";
 import { LocalRegistry } from "../registry/local.ts";
+import { Mirror } from "../sync/mirror.ts";
+import { SyncScheduler } from "../sync/scheduler.ts";
 import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
 import { watchConfig } from "./reload.ts";
@@ -33,10 +35,22 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
   timer.unref();
 
   let access = AccessState.create(config.http, logger);
+  let mirror = config.sync ? new Mirror(config.sync, registry, logger) : undefined;
+  let sync = mirror ? new SyncScheduler(mirror, registry, logger) : undefined;
+  sync?.start();
   const stopWatching = watchConfig(config, logger, (next) => {
     access = AccessState.create(next.http, logger, access);
+    if (JSON.stringify(next.sync) !== JSON.stringify(mirror?.config)) {
+      const old = { mirror, sync };
+      mirror = next.sync ? new Mirror(next.sync, registry, logger) : undefined;
+      sync = mirror ? new SyncScheduler(mirror, registry, logger) : undefined;
+      sync?.start();
+      old.sync?.stop();
+      void old.mirror?.close();
+      logger.info({ registries: next.sync?.registries.length ?? 0 }, "sync configuration applied");
+    }
   });
-  const app = createApp({ registry, config, logger, access: () => access });
+  const app = createApp({ registry, config, logger, access: () => access, mirror: () => mirror, sync: () => sync });
   const handler = app.callback();
   const server = config.http.tls
     ? createHttps(
@@ -106,6 +120,8 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
         }
         clearInterval(reaper);
         access.close();
+        sync?.stop();
+        await mirror?.close();
         registry.close();
         logger.info("kagami stopped");
       })();

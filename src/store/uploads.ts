@@ -41,7 +41,8 @@ export class Uploads {
     await mkdir(this.dir, { recursive: true });
   }
 
-  private file(id: string): string {
+  /** The staging file of an upload, for writers that stream into it themselves (the mirror). */
+  file(id: string): string {
     return join(this.dir, id);
   }
 
@@ -157,6 +158,18 @@ export class Uploads {
     this.meta.linkBlob(repo, digest, size);
     this.meta.deleteUpload(id);
     return { digest, size };
+  }
+
+  /**
+   * Moves an upload whose digest and size the caller has already verified (it hashed the bytes
+   * while writing them) into the blob store, without reading it again.
+   */
+  async commitVerified(repo: string, id: string, digest: string, size: number): Promise<void> {
+    this.lookup(repo, id);
+    this.hashes.delete(id);
+    await this.files.adopt(this.file(id), digest);
+    this.meta.linkBlob(repo, digest, size);
+    this.meta.deleteUpload(id);
   }
 
   async cancel(repo: string, id: string): Promise<void> {

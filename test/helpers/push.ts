@@ -7,14 +7,23 @@ export function sha256(data: Uint8Array): string {
   return `sha256:${createHash("sha256").update(data).digest("hex")}`;
 }
 
-/** Monolithic blob push (POST ?digest=). */
+/** Monolithic blob push (POST ?digest=), falling back to POST + PUT where a registry (distribution) wants that. */
 export async function pushBlob(base: string, repo: string, data: Uint8Array): Promise<string> {
   const digest = sha256(data);
-  const res = await fetch(`${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, {
+  let res = await fetch(`${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, {
     method: "POST",
     body: data,
     headers: { "Content-Type": "application/octet-stream" },
   });
+  if (res.status === 202) {
+    const location = new URL(res.headers.get("location")!, base);
+    location.searchParams.set("digest", digest);
+    res = await fetch(location, {
+      method: "PUT",
+      body: data,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+  }
   if (res.status !== 201) throw new Error(`blob push ${res.status}: ${await res.text()}`);
   return digest;
 }

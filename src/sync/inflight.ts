@@ -1,0 +1,278 @@
+import { createHash } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { type FileHandle, open } from "node:fs/promises";
+import { Readable } from "node:stream";
+import type { Logger } from "pino";
+import { parseDigest } from "../oci/digest.ts";
+import { RegistryError } from "../oci/errors.ts";
+import type { LocalRegistry } from "../registry/local.ts";
+import type { BlobContent } from "../registry/registry.ts";
+
+const readChunk = 256 * 1024;
+
+/**
+ * One upstream fetch of one blob, written to a staging file while it is hashed. Any number of
+ * clients read the staging file as it grows; the last byte is held back until the digest is
+ * proven, so no client ever receives the whole of a wrong blob.
+ */
+export class InflightBlob extends EventEmitter {
+  written = 0;
+  size = -1;
+  done = false;
+  error: Error | undefined;
+  stagingPath = "";
+  /** Repositories the blob is linked into when it completes. */
+  readonly repos = new Set<string>();
+  /** Resolves with false when no upstream has the blob. */
+  readonly ready: Promise<boolean>;
+  readonly finished: Promise<void>;
+  private resolveReady!: (found: boolean) => void;
+  private rejectReady!: (err: Error) => void;
+  private resolveFinished!: () => void;
+  private rejectFinished!: (err: Error) => void;
+
+  constructor(
+    readonly digest: string,
+    readonly finalPath: string,
+  ) {
+    super();
+    this.setMaxListeners(0);
+    this.ready = new Promise((res, rej) => {
+      this.resolveReady = res;
+      this.rejectReady = rej;
+    });
+    this.finished = new Promise((res, rej) => {
+      this.resolveFinished = res;
+      this.rejectFinished = rej;
+    });
+    this.finished.catch(() => {});
+    this.ready.catch(() => {});
+  }
+
+  started(size: number, stagingPath: string): void {
+    this.size = size;
+    this.stagingPath = stagingPath;
+    this.resolveReady(true);
+  }
+
+  notFound(): void {
+    this.resolveReady(false);
+    this.resolveFinished();
+  }
+
+  progress(n: number): void {
+    this.written += n;
+    this.emit("progress");
+  }
+
+  complete(): void {
+    this.done = true;
+    this.emit("progress");
+    this.resolveFinished();
+  }
+
+  fail(err: Error): void {
+    this.error = err;
+    this.rejectReady(err);
+    this.rejectFinished(err);
+    this.emit("progress");
+  }
+
+  /** Bytes a reader may have now: all of them once verified, else all but the last. */
+  available(): number {
+    if (this.done) return this.size;
+    return Math.max(0, Math.min(this.written, this.size - 1));
+  }
+
+  reader(range?: { start: number; end: number }): Readable {
+    return new TailReader(this, range);
+  }
+}
+
+class TailReader extends Readable {
+  private fh: FileHandle | undefined;
+  private pos: number;
+  private readonly end: number;
+  /** A pump is running (reading or waiting); Node may call _read again meanwhile. */
+  private pumping = false;
+
+  constructor(
+    private readonly blob: InflightBlob,
+    range?: { start: number; end: number },
+  ) {
+    super({ highWaterMark: readChunk });
+    this.pos = range?.start ?? 0;
+    this.end = range ? range.end + 1 : blob.size;
+  }
+
+  override async _construct(cb: (err?: Error | null) => void): Promise<void> {
+    try {
+      this.fh = await open(this.blob.stagingPath, "r");
+    } catch {
+      // The fetch finished and the file moved into the blob store between our checks.
+      try {
+        this.fh = await open(this.blob.finalPath, "r");
+      } catch (err) {
+        cb(err as Error);
+        return;
+      }
+    }
+    cb();
+  }
+
+  override _read(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    void this.pump().finally(() => {
+      this.pumping = false;
+    });
+  }
+
+  private async pump(): Promise<void> {
+    for (;;) {
+      if (this.pos >= this.end) {
+        this.push(null);
+        return;
+      }
+      if (this.blob.error) {
+        this.destroy(this.blob.error);
+        return;
+      }
+      const limit = Math.min(this.blob.available(), this.end);
+      if (this.pos < limit) {
+        const n = Math.min(readChunk, limit - this.pos);
+        const buf = Buffer.allocUnsafe(n);
+        try {
+          const { bytesRead } = await this.fh!.read(buf, 0, n, this.pos);
+          this.pos += bytesRead;
+          if (!this.push(bytesRead === n ? buf : buf.subarray(0, bytesRead))) return;
+        } catch (err) {
+          this.destroy(err as Error);
+          return;
+        }
+        continue;
+      }
+      await new Promise<void>((r) => this.blob.once("progress", () => r()));
+      if (this.destroyed) return;
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (fh)
+      fh.close().then(
+        () => cb(err),
+        () => cb(err),
+      );
+    else cb(err);
+  }
+}
+
+/** Opens the blob at one of the upstreams; undefined when none has it. */
+export type BlobOpener = () => Promise<BlobContent | undefined>;
+
+/** Shares upstream blob fetches: every request for a digest that is already coming joins that fetch. */
+export class BlobFetcher {
+  private readonly inflight = new Map<string, InflightBlob>();
+
+  constructor(
+    private readonly local: LocalRegistry,
+    private readonly logger: Logger,
+  ) {}
+
+  get active(): number {
+    return this.inflight.size;
+  }
+
+  /** Starts the fetch of `digest` for `repo`, or joins the one under way. */
+  fetch(repo: string, digest: string, openUpstream: BlobOpener): InflightBlob {
+    const existing = this.inflight.get(digest);
+    if (existing) {
+      existing.repos.add(repo);
+      return existing;
+    }
+    const blob = new InflightBlob(digest, this.local.files.path(digest));
+    blob.repos.add(repo);
+    this.inflight.set(digest, blob);
+    void this.run(repo, blob, openUpstream).finally(() => this.inflight.delete(digest));
+    return blob;
+  }
+
+  private async run(repo: string, blob: InflightBlob, openUpstream: BlobOpener): Promise<void> {
+    const { algorithm } = parseDigest(blob.digest);
+    let id: string | undefined;
+    let fh: FileHandle | undefined;
+    try {
+      const content = await openUpstream();
+      if (!content) {
+        blob.notFound();
+        return;
+      }
+      if (content.size < 0) {
+        content.stream.destroy();
+        throw new RegistryError(
+          "BLOB_UNKNOWN",
+          `upstream sent blob ${blob.digest} without a Content-Length`,
+          {
+            status: 502,
+          },
+        );
+      }
+      id = await this.local.uploads.start(repo);
+      const path = this.local.uploads.file(id);
+      fh = await open(path, "r+");
+      blob.started(content.size, path);
+      const hash = createHash(algorithm);
+      for await (const chunk of content.stream) {
+        const buf = chunk as Buffer;
+        if (blob.written + buf.length > content.size) {
+          content.stream.destroy();
+          throw new RegistryError(
+            "BLOB_UNKNOWN",
+            `upstream sent more than the ${content.size} bytes of ${blob.digest}`,
+            {
+              status: 502,
+            },
+          );
+        }
+        hash.update(buf);
+        await fh.write(buf, 0, buf.length, blob.written);
+        blob.progress(buf.length);
+      }
+      const actual = `${algorithm}:${hash.digest("hex")}`;
+      if (blob.written !== content.size) {
+        throw new RegistryError(
+          "BLOB_UNKNOWN",
+          `upstream ended blob ${blob.digest} after ${blob.written} of ${content.size} bytes`,
+          { status: 502 },
+        );
+      }
+      if (actual !== blob.digest) {
+        throw new RegistryError(
+          "BLOB_UNKNOWN",
+          `upstream sent content with digest ${actual} for blob ${blob.digest}; it was discarded`,
+          { status: 502 },
+        );
+      }
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      await this.local.uploads.commitVerified(repo, id, blob.digest, content.size);
+      id = undefined;
+      for (const other of blob.repos) {
+        if (other !== repo) this.local.meta.linkBlob(other, blob.digest, content.size);
+      }
+      blob.complete();
+    } catch (err) {
+      this.logger.warn(
+        { digest: blob.digest, repo, err: (err as Error).message },
+        "upstream blob fetch failed",
+      );
+      blob.fail(err as Error);
+    } finally {
+      if (fh) await fh.close().catch(() => {});
+      if (id) await this.local.uploads.cancel(repo, id).catch(() => {});
+    }
+  }
+}

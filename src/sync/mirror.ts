@@ -1,0 +1,417 @@
+import type { Readable } from "node:stream";
+import type { Logger } from "pino";
+import type { SyncConfig, SyncRegistryConfig } from "../config/config.ts";
+import { isDigest } from "../oci/digest.ts";
+import { RegistryError } from "../oci/errors.ts";
+import type { Descriptor } from "../oci/manifest.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { isValidTag } from "../oci/names.ts";
+import type { LocalRegistry } from "../registry/local.ts";
+import type { BlobContent, ManifestContent } from "../registry/registry.ts";
+import { type CredentialLookup, loadZotCredentials } from "../remote/credentials.ts";
+import { RemoteRegistry } from "../remote/remote.ts";
+import { describeFilters, tagAllowed } from "./filters.ts";
+import { BlobFetcher } from "./inflight.ts";
+import { nsLocalName, routesFor, splitNsLocalName, type UpstreamRoute } from "./routing.ts";
+import { SyncState } from "./state.ts";
+
+/** Artifact types that mean "a signature" for onlySigned. */
+const signatureTypes = new Set([
+  "application/vnd.dev.cosign.artifact.sig.v1+json",
+  "application/vnd.cncf.notary.signature",
+  "application/vnd.dev.sigstore.bundle.v0.3+json",
+]);
+
+export interface UpstreamHealth {
+  url: string;
+  ok: boolean;
+  lastSuccess?: string;
+  lastFailure?: string;
+  lastError?: string;
+}
+
+export interface MirroredBlob {
+  size: number;
+  open(range?: { start: number; end: number }): Readable;
+}
+
+interface Negative {
+  until: number;
+  error?: RegistryError;
+}
+
+const prefetchConcurrency = 3;
+
+/**
+ * Pull-through: answers what the local store lacks from the upstreams of `extensions.sync`,
+ * keeping digests exactly as upstream has them. Manifests are answered as soon as they are
+ * fetched and verified; blobs stream to the client while they are written and verified.
+ */
+export class Mirror {
+  readonly state: SyncState;
+  readonly blobs: BlobFetcher;
+  private readonly upstreams = new Map<number, RemoteRegistry>();
+  private readonly health = new Map<number, UpstreamHealth>();
+  private readonly manifestFlights = new Map<string, Promise<void>>();
+  private readonly negative = new Map<string, Negative>();
+  private readonly referrerChecks = new Map<string, { at: number; list: Descriptor[] }>();
+  private credentials: CredentialLookup | undefined;
+  private prefetchRunning = 0;
+  private readonly prefetchQueue: (() => Promise<void>)[] = [];
+
+  constructor(
+    readonly config: SyncConfig,
+    private readonly local: LocalRegistry,
+    private readonly logger: Logger,
+  ) {
+    this.state = new SyncState(local.meta.db);
+    this.blobs = new BlobFetcher(local, logger);
+    if (config.credentialsFile) this.credentials = loadZotCredentials(config.credentialsFile).lookup;
+    config.registries.forEach((r, i) => {
+      this.health.set(i, { url: r.urls.join(", "), ok: true });
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.upstreams.values()].map((u) => u.close().catch(() => {})));
+    this.upstreams.clear();
+  }
+
+  upstream(index: number): RemoteRegistry {
+    let u = this.upstreams.get(index);
+    if (!u) {
+      const r = this.config.registries[index]!;
+      const opts: ConstructorParameters<typeof RemoteRegistry>[0] = {
+        urls: r.urls,
+        tlsVerify: r.tlsVerify,
+        maxRetries: r.maxRetries,
+        retryDelay: r.retryDelayMs,
+        maxRetryDelay: r.maxRetryDelayMs,
+        userAgent: "kagami-mirror",
+      };
+      if (r.certDir) opts.certDir = r.certDir;
+      if (this.credentials) opts.credentials = this.credentials;
+      u = new RemoteRegistry(opts);
+      this.upstreams.set(index, u);
+    }
+    return u;
+  }
+
+  /** The local repository a request names: containerd's `ns` puts it under the upstream's host. */
+  localRepo(repo: string, ns: string | undefined): string {
+    if (ns === undefined) return repo;
+    return routesFor(this.config.registries, repo, { ns }).length > 0 ? nsLocalName(ns, repo) : repo;
+  }
+
+  private routes(localRepo: string): UpstreamRoute[] {
+    const ns = splitNsLocalName(this.config.registries, localRepo);
+    if (ns) {
+      const byNs = routesFor(this.config.registries, ns.repo, { ns: ns.host, onDemandOnly: true });
+      if (byNs.length > 0) return byNs;
+    }
+    return routesFor(this.config.registries, localRepo, { onDemandOnly: true });
+  }
+
+  isMirrored(localRepo: string): boolean {
+    return this.routes(localRepo).length > 0;
+  }
+
+  private ok(index: number): void {
+    const h = this.health.get(index)!;
+    h.ok = true;
+    h.lastSuccess = new Date().toISOString();
+  }
+
+  private failed(index: number, err: unknown): void {
+    const h = this.health.get(index)!;
+    h.ok = false;
+    h.lastFailure = new Date().toISOString();
+    h.lastError = (err as Error).message;
+  }
+
+  healthReport(): UpstreamHealth[] {
+    return [...this.health.values()];
+  }
+
+  /**
+   * Makes sure the local store can answer a manifest request: fetches a missing manifest, and
+   * re-checks a cached tag upstream once it is older than manifestCheckInterval. When upstream
+   * fails, cached content is left to be served (stale if need be); a miss gets an error that names
+   * the upstream and its failure.
+   */
+  async ensureManifest(localRepo: string, reference: string): Promise<void> {
+    const routes = this.routes(localRepo);
+    if (routes.length === 0) return;
+    const byDigest = isDigest(reference);
+    if (!byDigest && !isValidTag(reference)) return;
+    const key = `${localRepo}|${reference}`;
+    const running = this.manifestFlights.get(key);
+    if (running) return running;
+    const flight = this.refresh(localRepo, reference, byDigest, routes).finally(() =>
+      this.manifestFlights.delete(key),
+    );
+    this.manifestFlights.set(key, flight);
+    return flight;
+  }
+
+  private async refresh(localRepo: string, reference: string, byDigest: boolean, routes: UpstreamRoute[]) {
+    const cached = await this.local.headManifest(localRepo, reference);
+    if (byDigest) {
+      if (cached) return;
+    } else if (cached) {
+      const seen = this.state.tag(localRepo, reference);
+      // A tag pushed here, not fetched, is local content: never overwritten from upstream.
+      if (!seen) return;
+      const interval = this.config.registries[routes[0]!.index]?.manifestCheckIntervalMs ?? 0;
+      if (Date.now() - seen.checkedAt < interval) return;
+    }
+    const allowed = byDigest ? routes : routes.filter((r) => tagAllowed(reference, r.content));
+    if (allowed.length === 0) {
+      if (cached) return;
+      throw new RegistryError(
+        "MANIFEST_UNKNOWN",
+        `tag '${reference}' of '${localRepo}' is not mirrored: the content rules allow only tags matching ${describeFilters(routes[0]!.content)}`,
+        { detail: { name: localRepo, reference } },
+      );
+    }
+    const failures: string[] = [];
+    let notFoundAt: string[] = [];
+    for (const route of allowed) {
+      const upstream = this.upstream(route.index);
+      const where = `${upstream.name} (as '${route.upstreamRepo}')`;
+      const negKey = `${route.index}|${route.upstreamRepo}|${reference}`;
+      const neg = this.negative.get(negKey);
+      if (neg && neg.until > Date.now()) {
+        if (neg.error) failures.push(`${where}: ${neg.error.message} (remembered)`);
+        else notFoundAt.push(where);
+        continue;
+      }
+      try {
+        if (cached && !byDigest) {
+          const head = await upstream.headManifest(route.upstreamRepo, reference);
+          this.ok(route.index);
+          if (head && head.digest === cached.digest) {
+            this.state.checked(localRepo, reference, head.digest, upstream.name);
+            return;
+          }
+          if (!head) {
+            // Gone upstream: keep serving what we have, as a cache should, and look again later.
+            this.state.checked(localRepo, reference, cached.digest, upstream.name);
+            this.logger.warn(
+              { repo: localRepo, tag: reference, upstream: upstream.name },
+              "tag no longer exists upstream; serving the cached one",
+            );
+            return;
+          }
+        }
+        const m = await upstream.getManifest(route.upstreamRepo, reference);
+        this.ok(route.index);
+        if (!m) {
+          notFoundAt.push(where);
+          this.remember(negKey, route);
+          continue;
+        }
+        if (route.registry.onlySigned) await this.requireSignature(upstream, route, m);
+        await this.store(localRepo, reference, m, route, upstream.name);
+        return;
+      } catch (err) {
+        if (
+          err instanceof RegistryError &&
+          err.code === "DENIED" &&
+          err.status === 403 &&
+          route.registry.onlySigned
+        ) {
+          throw err;
+        }
+        this.failed(route.index, err);
+        const e =
+          err instanceof RegistryError ? err : new RegistryError("MANIFEST_UNKNOWN", (err as Error).message);
+        failures.push(`${where}: ${e.message}`);
+        this.remember(negKey, route, e);
+      }
+    }
+    if (cached) {
+      this.logger.warn(
+        { repo: localRepo, reference, failures },
+        "upstream check failed; serving the cached manifest, possibly stale",
+      );
+      return;
+    }
+    if (failures.length > 0) {
+      throw new RegistryError(
+        "MANIFEST_UNKNOWN",
+        `manifest '${reference}' of '${localRepo}' is not cached here, and the upstream failed: ${failures.join("; ")}`,
+        { status: 502, detail: { name: localRepo, reference } },
+      );
+    }
+    notFoundAt = [...new Set(notFoundAt)];
+    throw new RegistryError(
+      "MANIFEST_UNKNOWN",
+      `manifest '${reference}' of '${localRepo}' is neither cached here nor at ${notFoundAt.join(", ")}`,
+      { detail: { name: localRepo, reference } },
+    );
+  }
+
+  private remember(key: string, route: UpstreamRoute, error?: RegistryError): void {
+    const ttl = route.registry.negativeCacheTtlMs;
+    if (ttl <= 0) return;
+    this.negative.set(key, error ? { until: Date.now() + ttl, error } : { until: Date.now() + ttl });
+    if (this.negative.size > 10_000) {
+      const now = Date.now();
+      for (const [k, v] of this.negative) if (v.until <= now) this.negative.delete(k);
+    }
+  }
+
+  /** Whether upstream has a cosign signature tag or a signature referrer for the manifest. */
+  async isSigned(upstream: RemoteRegistry, repo: string, digest: string): Promise<boolean> {
+    const cosignTag = `${digest.replace(":", "-")}.sig`;
+    if (await upstream.headManifest(repo, cosignTag).catch(() => undefined)) return true;
+    const refs = await upstream.referrers(repo, digest).catch(() => [] as Descriptor[]);
+    return refs.some((r) => r.artifactType !== undefined && signatureTypes.has(r.artifactType));
+  }
+
+  private async requireSignature(
+    upstream: RemoteRegistry,
+    route: UpstreamRoute,
+    m: ManifestContent,
+  ): Promise<void> {
+    if (await this.isSigned(upstream, route.upstreamRepo, m.digest)) return;
+    throw new RegistryError(
+      "DENIED",
+      `upstream image ${route.upstreamRepo}@${m.digest} at ${upstream.name} is not signed (no cosign signature, no signature referrer), and onlySigned is set for this upstream`,
+      { status: 403 },
+    );
+  }
+
+  private async store(
+    localRepo: string,
+    reference: string,
+    m: ManifestContent,
+    route: UpstreamRoute,
+    upstreamName: string,
+  ): Promise<void> {
+    await this.local.putManifest(localRepo, reference, m.bytes, m.mediaType, { mirrored: true });
+    if (!isDigest(reference)) this.state.checked(localRepo, reference, m.digest, upstreamName);
+    this.logger.info(
+      { repo: localRepo, reference, digest: m.digest, upstream: upstreamName },
+      "mirrored manifest",
+    );
+    // Fill the cache behind the client: the image's blobs come down once, shared with any client asking.
+    const parsed = parseManifest(m.bytes, m.mediaType);
+    for (const b of parsed.blobs) {
+      if (this.local.meta.blobInRepo(localRepo, b.digest) === undefined) {
+        this.schedule(() => this.prefetch(localRepo, b.digest, route));
+      }
+    }
+  }
+
+  private schedule(task: () => Promise<void>): void {
+    this.prefetchQueue.push(task);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.prefetchRunning < prefetchConcurrency && this.prefetchQueue.length > 0) {
+      const task = this.prefetchQueue.shift()!;
+      this.prefetchRunning++;
+      void task().finally(() => {
+        this.prefetchRunning--;
+        this.drain();
+      });
+    }
+  }
+
+  private async prefetch(localRepo: string, digest: string, route: UpstreamRoute): Promise<void> {
+    if (this.local.meta.blobInRepo(localRepo, digest) !== undefined) return;
+    const flight = this.blobs.fetch(localRepo, digest, () =>
+      this.upstream(route.index).getBlob(route.upstreamRepo, digest),
+    );
+    await flight.finished.catch(() => {});
+  }
+
+  /** A blob the local store lacks, streamed from the upstream fetch (started, or joined). */
+  async blob(localRepo: string, digest: string): Promise<MirroredBlob | undefined> {
+    const routes = this.routes(localRepo);
+    if (routes.length === 0) return undefined;
+    const flight = this.blobs.fetch(localRepo, digest, () => this.openBlob(routes, digest));
+    let found: boolean;
+    try {
+      found = await flight.ready;
+    } catch (err) {
+      throw this.blobError(localRepo, digest, err);
+    }
+    if (!found) return undefined;
+    return { size: flight.size, open: (range) => flight.reader(range) };
+  }
+
+  /** Total size of a blob the local store lacks, or undefined. Uses the in-flight fetch when there is one. */
+  async blobSize(localRepo: string, digest: string): Promise<number | undefined> {
+    const routes = this.routes(localRepo);
+    const failures: string[] = [];
+    for (const route of routes) {
+      try {
+        const size = await this.upstream(route.index).blobSize(route.upstreamRepo, digest);
+        this.ok(route.index);
+        if (size !== undefined) return size;
+      } catch (err) {
+        this.failed(route.index, err);
+        failures.push(`${this.upstream(route.index).name}: ${(err as Error).message}`);
+      }
+    }
+    if (failures.length > 0) throw this.blobError(localRepo, digest, new Error(failures.join("; ")));
+    return undefined;
+  }
+
+  private async openBlob(routes: UpstreamRoute[], digest: string): Promise<BlobContent | undefined> {
+    const failures: string[] = [];
+    for (const route of routes) {
+      try {
+        const b = await this.upstream(route.index).getBlob(route.upstreamRepo, digest);
+        this.ok(route.index);
+        if (b) return b;
+      } catch (err) {
+        this.failed(route.index, err);
+        failures.push(`${this.upstream(route.index).name}: ${(err as Error).message}`);
+      }
+    }
+    if (failures.length > 0) throw new Error(failures.join("; "));
+    return undefined;
+  }
+
+  private blobError(localRepo: string, digest: string, err: unknown): RegistryError {
+    return new RegistryError(
+      "BLOB_UNKNOWN",
+      `blob ${digest} of '${localRepo}' is not cached here, and the upstream failed: ${(err as Error).message}`,
+      { status: 502, detail: { name: localRepo, digest } },
+    );
+  }
+
+  /**
+   * Referrers of a subject as upstream lists them (checked at most once per manifestCheckInterval),
+   * merged with the local ones; the referring manifests are fetched into the store behind the answer.
+   */
+  async referrers(localRepo: string, digest: string): Promise<Descriptor[]> {
+    const routes = this.routes(localRepo);
+    if (routes.length === 0) return [];
+    const key = `${localRepo}|${digest}`;
+    const interval = routes[0]!.registry.manifestCheckIntervalMs;
+    const seen = this.referrerChecks.get(key);
+    if (seen && Date.now() - seen.at < interval) return seen.list;
+    for (const route of routes) {
+      try {
+        const list = await this.upstream(route.index).referrers(route.upstreamRepo, digest);
+        this.ok(route.index);
+        this.referrerChecks.set(key, { at: Date.now(), list });
+        for (const d of list) {
+          this.schedule(() => this.ensureManifest(localRepo, d.digest).catch(() => {}));
+        }
+        return list;
+      } catch (err) {
+        this.failed(route.index, err);
+      }
+    }
+    return seen?.list ?? [];
+  }
+}
+
+export type { SyncRegistryConfig };

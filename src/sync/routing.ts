@@ -1,0 +1,141 @@
+import picomatch from "picomatch";
+import type { SyncContent, SyncRegistryConfig } from "../config/config.ts";
+
+/** Where a local repository comes from: which upstream, under which name, by which content rule. */
+export interface UpstreamRoute {
+  registry: SyncRegistryConfig;
+  /** Position in `extensions.sync.registries`. */
+  index: number;
+  upstreamRepo: string;
+  content?: SyncContent;
+}
+
+const trimSlashes = (s: string) => s.replace(/^\/+|\/+$/g, "");
+/** zot trims both slashes and stars off a prefix to get its literal part ("/repo3/**" → "repo3"). */
+const literalPrefix = (prefix: string) => prefix.replace(/^[/*]+|[/*]+$/g, "");
+
+/** The glob part of a prefix: what follows the last `/` before the first glob character. */
+function globPart(prefix: string): string {
+  const p = `${trimSlashes(prefix)}/`;
+  const firstMeta = p.search(/[*?[{\\]/);
+  if (firstMeta < 0) return "";
+  const cut = p.lastIndexOf("/", firstMeta);
+  return trimSlashes(p.slice(cut + 1));
+}
+
+const matcherCache = new Map<string, (s: string) => boolean>();
+function globMatch(pattern: string, value: string): boolean {
+  let m = matcherCache.get(pattern);
+  if (!m) {
+    m = picomatch(pattern, { dot: true });
+    matcherCache.set(pattern, m);
+  }
+  return m(value);
+}
+
+/** The local name a content rule gives an upstream repository (zot's destination and stripPrefix). */
+export function localName(upstreamRepo: string, content: SyncContent): string {
+  const remote = trimSlashes(upstreamRepo);
+  const destination = trimSlashes(content.destination ?? "");
+  const rest = content.stripPrefix ? trimSlashes(remote.slice(literalPrefix(content.prefix).length)) : remote;
+  return trimSlashes([destination, rest].filter((s) => s !== "").join("/"));
+}
+
+/** The inverse: the upstream name of a local repository under a content rule, or undefined when it does not match. */
+export function upstreamName(localRepo: string, content: SyncContent): string | undefined {
+  const local = trimSlashes(localRepo);
+  const destination = trimSlashes(content.destination ?? "");
+  const pattern = trimSlashes(
+    [destination, content.stripPrefix ? globPart(content.prefix) : trimSlashes(content.prefix)]
+      .filter((s) => s !== "")
+      .join("/"),
+  );
+  if (pattern === "" ? local !== "" && destination !== "" : !globMatch(pattern, local)) return undefined;
+  let rest = local;
+  if (destination !== "") rest = trimSlashes(rest.slice(destination.length));
+  const upstream = content.stripPrefix ? trimSlashes(`${literalPrefix(content.prefix)}/${rest}`) : rest;
+  return upstream === "" ? undefined : upstream;
+}
+
+/** Whether an upstream repository is selected by a registry's content rules (periodic sync). */
+export function contentFor(upstreamRepo: string, registry: SyncRegistryConfig): SyncContent | undefined {
+  return registry.content.find((c) => globMatch(trimSlashes(c.prefix), trimSlashes(upstreamRepo)));
+}
+
+/** Hosts that are one registry under several names, as containerd's `ns` and docker's config use them. */
+function canonicalHost(host: string): string {
+  const h = host.toLowerCase();
+  if (h === "docker.io" || h === "index.docker.io" || h === "registry-1.docker.io") return "docker.io";
+  return h;
+}
+
+export function registryHosts(registry: SyncRegistryConfig): string[] {
+  return registry.urls.map((u) => canonicalHost(new URL(u).host));
+}
+
+/**
+ * Candidate upstreams for a local repository, in configuration order. With containerd's `ns`,
+ * only the registries whose URL has that host qualify, and the name is the upstream name as is.
+ */
+export function routesFor(
+  registries: SyncRegistryConfig[],
+  localRepo: string,
+  opts: { onDemandOnly?: boolean; ns?: string } = {},
+): UpstreamRoute[] {
+  const routes: UpstreamRoute[] = [];
+  registries.forEach((registry, index) => {
+    if (opts.onDemandOnly && !registry.onDemand) return;
+    if (opts.ns !== undefined) {
+      if (!registryHosts(registry).includes(canonicalHost(opts.ns))) return;
+      const content = registry.content.length === 0 ? undefined : contentFor(localRepo, registry);
+      if (registry.content.length > 0 && !content) return;
+      routes.push(
+        content
+          ? { registry, index, upstreamRepo: localRepo, content }
+          : { registry, index, upstreamRepo: localRepo },
+      );
+      return;
+    }
+    if (registry.content.length === 0) {
+      routes.push({ registry, index, upstreamRepo: localRepo });
+      return;
+    }
+    for (const content of registry.content) {
+      const upstreamRepo = upstreamName(localRepo, content);
+      if (upstreamRepo !== undefined && globMatch(trimSlashes(content.prefix), upstreamRepo)) {
+        routes.push({ registry, index, upstreamRepo, content });
+        return;
+      }
+    }
+  });
+  return routes;
+}
+
+/**
+ * The first path component under which containerd's `ns` requests for a host are stored: the
+ * host itself (a port joined with `-`, as `:` cannot appear in a repository name).
+ */
+export function nsComponent(host: string): string {
+  return canonicalHost(host).replace(/:(\d+)$/, "-$1");
+}
+
+/** Where containerd's `ns` requests are stored locally: under the upstream host, so registries never collide. */
+export function nsLocalName(ns: string, repo: string): string {
+  return `${nsComponent(ns)}/${repo}`;
+}
+
+/** The reverse of nsLocalName for configured upstreams: the host and upstream repository, if `localRepo` is one. */
+export function splitNsLocalName(
+  registries: SyncRegistryConfig[],
+  localRepo: string,
+): { host: string; repo: string } | undefined {
+  const slash = localRepo.indexOf("/");
+  if (slash < 0) return undefined;
+  const first = localRepo.slice(0, slash);
+  for (const r of registries) {
+    for (const host of registryHosts(r)) {
+      if (nsComponent(host) === first) return { host, repo: localRepo.slice(slash + 1) };
+    }
+  }
+  return undefined;
+}
