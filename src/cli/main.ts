@@ -4,12 +4,19 @@ import { parseArgs } from "node:util";
 import { ConfigError, defaults, type LoadedConfig, loadConfigFile } from "../config/config.ts";
 import { createLogger } from "../server/logger.ts";
 import { startServer } from "../server/serve.ts";
+import { copyCommand } from "./copy.ts";
+import { exportCommand, importCommand } from "./import-export.ts";
+import { syncCommand } from "./sync.ts";
 
 const usage = `kagami — an OCI registry and pull-through mirror
 
 Usage:
   kagami serve [--config FILE]    serve the registry (default: http://127.0.0.1:5000, data in ./storage)
   kagami verify --config FILE     check a configuration file and print every problem
+  kagami sync [--config FILE]     run one periodic sync pass of extensions.sync now
+  kagami copy SRC DST             copy an image between registries, layouts and archives
+  kagami import FILE|DIR          load an oci-archive or OCI layout into the local store
+  kagami export REF FILE          write images of the local store to an oci-archive
   kagami --version
 
 The configuration uses zot's JSON format; see docs/configuration.md.`;
@@ -66,7 +73,17 @@ function verify(configPath: string | undefined): number {
   return 0;
 }
 
+/** Commands with flags of their own parse their arguments themselves. */
+const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
+  sync: syncCommand,
+  copy: copyCommand,
+  import: importCommand,
+  export: exportCommand,
+};
+
 async function main(argv: string[]): Promise<number> {
+  const own = argv[0] !== undefined ? ownFlags[argv[0]] : undefined;
+  if (own) return own(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
