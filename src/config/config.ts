@@ -188,7 +188,19 @@ function collectWarnings(value: unknown, tree: Tree, prefix: string, out: Config
     if (path === "extensions") {
       for (const ext of Object.keys((child as object) ?? {})) {
         if (ext === "sync") {
-          if ((child as { sync: { downloadDir?: string } }).sync.downloadDir !== undefined) {
+          const syncRaw = (child as { sync: { downloadDir?: string; registries?: { urls?: string[] }[] } }).sync;
+          syncRaw.registries?.forEach((r, i) =>
+            r.urls?.forEach((u, j) => {
+              const path = /^[a-z]+:\/\/[^/]+(\/.+)$/.exec(u)?.[1];
+              if (path && path !== "/") {
+                out.push({
+                  path: `extensions.sync.registries[${i}].urls[${j}]`,
+                  message: `the path '${path}' is ignored: an upstream is a registry host; name repositories in content prefixes`,
+                });
+              }
+            }),
+          );
+          if (syncRaw.downloadDir !== undefined) {
             out.push({
               path: "extensions.sync.downloadDir",
               message: "not needed: downloads are staged inside storage.rootDirectory and verified before use",
@@ -299,7 +311,7 @@ function normalizeSync(raw: RawSync): SyncConfig {
     enable: true,
     registries: (raw.registries ?? []).map((r) => {
       const reg: SyncRegistryConfig = {
-        urls: r.urls.map((u) => (/^[a-z]+:\/\//.test(u) ? u : `https://${u}`).replace(/\/+$/, "")),
+        urls: r.urls.map((u) => new URL(/^[a-z]+:\/\//.test(u) ? u : `https://${u}`).origin),
         onDemand: r.onDemand ?? false,
         tlsVerify: r.tlsVerify ?? true,
         maxRetries: r.maxRetries ?? 3,
