@@ -1,6 +1,6 @@
 import pino from "pino";
 import { ConfigError, defaults, loadConfigFile } from "../config/config.ts";
-import { LocalRegistry } from "../registry/local.ts";
+import { Stores } from "../registry/stores.ts";
 import { Mirror } from "../sync/mirror.ts";
 import { type SyncRunSummary, SyncScheduler } from "../sync/scheduler.ts";
 import { parseFlags, UsageError } from "./args.ts";
@@ -57,9 +57,9 @@ export async function syncCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = pino({ level: config.log.level === "silent" ? "silent" : "warn" }, pino.destination(2));
-  const local = await LocalRegistry.open(config.storage.rootDirectory);
-  const mirror = new Mirror(config.sync, local, logger);
-  const scheduler = new SyncScheduler(mirror, local, logger);
+  const stores = await Stores.open(config.storage);
+  const mirror = new Mirror(config.sync, stores, logger);
+  const scheduler = new SyncScheduler(mirror, stores, logger);
   const progress = createProgress(process.stderr, { quiet: flags.quiet === true });
   const dryRun = flags["dry-run"] === true;
   let failed = false;
@@ -91,7 +91,7 @@ export async function syncCommand(argv: string[]): Promise<number> {
     }
   } finally {
     await mirror.close();
-    local.close();
+    stores.close();
   }
   return failed ? 1 : 0;
 }

@@ -15,6 +15,8 @@ export interface KagamiConfig {
     rootDirectory: string;
     /** Idle upload sessions older than this are purged. */
     uploadMaxAgeMs: number;
+    /** zot's subPaths: repositories under `prefix` are stored under their own root. */
+    subPaths?: { prefix: string; rootDirectory: string }[];
   };
   http: {
     address: string;
@@ -101,7 +103,7 @@ type Tree = { [key: string]: Tree | true | string };
 /** Fields this version reads. */
 const implemented: Tree = {
   distSpecVersion: true,
-  storage: { rootDirectory: true, uploadMaxAge: true, dedupe: true, commit: true },
+  storage: { rootDirectory: true, uploadMaxAge: true, dedupe: true, commit: true, subPaths: true },
   http: {
     address: true,
     port: true,
@@ -188,7 +190,8 @@ function collectWarnings(value: unknown, tree: Tree, prefix: string, out: Config
     if (path === "extensions") {
       for (const ext of Object.keys((child as object) ?? {})) {
         if (ext === "sync") {
-          const syncRaw = (child as { sync: { downloadDir?: string; registries?: { urls?: string[] }[] } }).sync;
+          const syncRaw = (child as { sync: { downloadDir?: string; registries?: { urls?: string[] }[] } })
+            .sync;
           syncRaw.registries?.forEach((r, i) =>
             r.urls?.forEach((u, j) => {
               const path = /^[a-z]+:\/\/[^/]+(\/.+)$/.exec(u)?.[1];
@@ -203,7 +206,8 @@ function collectWarnings(value: unknown, tree: Tree, prefix: string, out: Config
           if (syncRaw.downloadDir !== undefined) {
             out.push({
               path: "extensions.sync.downloadDir",
-              message: "not needed: downloads are staged inside storage.rootDirectory and verified before use",
+              message:
+                "not needed: downloads are staged inside storage.rootDirectory and verified before use",
             });
           }
           continue;
@@ -236,7 +240,11 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   }
   const r = raw as {
     distSpecVersion?: string;
-    storage?: { rootDirectory?: string; uploadMaxAge?: string };
+    storage?: {
+      rootDirectory?: string;
+      uploadMaxAge?: string;
+      subPaths?: Record<string, { rootDirectory: string }>;
+    };
     http?: {
       address?: string;
       port?: string | number;
@@ -271,6 +279,12 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   };
   if (r.http?.tls) config.http.tls = { cert: resolve(r.http.tls.cert), key: resolve(r.http.tls.key) };
   if (r.log?.output) config.log.output = r.log.output;
+  if (r.storage?.subPaths) {
+    config.storage.subPaths = Object.entries(r.storage.subPaths).map(([prefix, sp]) => ({
+      prefix: prefix.replace(/^\/+|\/+$/g, ""),
+      rootDirectory: resolve(sp.rootDirectory),
+    }));
+  }
   if (r.http?.auth?.htpasswd) {
     config.http.auth = {
       htpasswdPath: resolve(r.http.auth.htpasswd.path),
@@ -304,7 +318,8 @@ interface RawSync {
   }[];
 }
 
-const ms = (v: string | undefined, fallback: number): number => (v === undefined ? fallback : parseDuration(v)!);
+const ms = (v: string | undefined, fallback: number): number =>
+  v === undefined ? fallback : parseDuration(v)!;
 
 function normalizeSync(raw: RawSync): SyncConfig {
   const out: SyncConfig = {

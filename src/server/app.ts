@@ -112,12 +112,13 @@ export function createApp(deps: AppDeps): Koa {
   router.get("/_kagami/sync", async (ctx) => {
     const access = deps.access();
     // Upstream URLs and errors are for operators: where accounts exist, only signed-in callers see them.
-    if (access.accounts && !(await access.identify(ctx as Ctx))) throw access.unauthorized("authentication required");
+    if (access.accounts && !(await access.identify(ctx as Ctx)))
+      throw access.unauthorized("authentication required");
     const mirror = deps.mirror();
     const sync = deps.sync();
     ctx.body = {
       enabled: mirror !== undefined,
-      inflightBlobs: mirror?.blobs.active ?? 0,
+      inflightBlobs: mirror?.activeFetches ?? 0,
       upstreams: (mirror?.config.registries ?? []).map((r, i) => ({
         urls: r.urls,
         onDemand: r.onDemand,

@@ -10,9 +10,10 @@ function unknown(repo: string, digest: string): RegistryError {
   });
 }
 
-export function blobHandlers({ registry, mirror }: AppDeps) {
+export function blobHandlers({ stores, mirror }: AppDeps) {
   async function serve(ctx: Ctx, withBody: boolean) {
     const { repo, ref: digest } = ctx.state;
+    const registry = stores.for(repo);
     let size = await registry.blobSize(repo, digest);
     let mirrored: MirroredBlob | undefined;
     if (size === undefined) {
@@ -65,7 +66,7 @@ export function blobHandlers({ registry, mirror }: AppDeps) {
     get: (ctx: Ctx) => serve(ctx, true),
     async delete(ctx: Ctx) {
       const { repo, ref: digest } = ctx.state;
-      await registry.deleteBlob(repo, digest);
+      await stores.for(repo).deleteBlob(repo, digest);
       emptyResponse(ctx, 202);
     },
   };

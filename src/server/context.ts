@@ -2,13 +2,14 @@ import type { Context } from "koa";
 import type { Logger } from "pino";
 import type { Action, Identity } from "../auth/policy.ts";
 import type { KagamiConfig } from "../config/config.ts";
-import type { LocalRegistry } from "../registry/local.ts";
+import type { Stores } from "../registry/stores.ts";
 import type { Mirror } from "../sync/mirror.ts";
 import type { SyncScheduler } from "../sync/scheduler.ts";
 import type { AccessState } from "./access.ts";
 
 export interface AppDeps {
-  registry: LocalRegistry;
+  /** The local stores; `stores.for(repo)` is the one that holds a repository. */
+  stores: Stores;
   config: KagamiConfig;
   logger: Logger;
   /** The access rules in force now (they change when the config file does). */

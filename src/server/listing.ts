@@ -20,14 +20,14 @@ async function paged(
   return items;
 }
 
-export function listingHandlers({ registry, mirror }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
+export function listingHandlers({ stores, mirror }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
   return {
     async tags(ctx: Ctx) {
       const { repo } = ctx.state;
       const tags = await paged(ctx, `/v2/${repo}/tags/list`, (last, n) =>
-        registry.listTags(repo, n === undefined ? { last } : { last, n }),
+        stores.for(repo).listTags(repo, n === undefined ? { last } : { last, n }),
       );
-      if (tags.length === 0) await registry.listTags(repo, { n: 0 });
+      if (tags.length === 0) await stores.for(repo).listTags(repo, { n: 0 });
       ctx.body = { name: repo, tags };
     },
 
@@ -37,7 +37,7 @@ export function listingHandlers({ registry, mirror }: AppDeps, canRead: (ctx: Ct
         const out: string[] = [];
         let cursor = last;
         for (;;) {
-          const batch = await registry.catalog({ last: cursor, n: n ?? 1000 });
+          const batch = await stores.catalog({ last: cursor, n: n ?? 1000 });
           for (const r of batch) if (canRead(ctx, r)) out.push(r);
           if (batch.length < (n ?? 1000) || (n !== undefined && out.length >= n)) break;
           cursor = batch[batch.length - 1];
@@ -50,7 +50,7 @@ export function listingHandlers({ registry, mirror }: AppDeps, canRead: (ctx: Ct
     async referrers(ctx: Ctx) {
       const { repo, ref: digest } = ctx.state;
       const artifactType = queryString(ctx.query.artifactType);
-      const manifests = await registry.referrers(repo, digest, artifactType);
+      const manifests = await stores.for(repo).referrers(repo, digest, artifactType);
       const upstream = (await mirror()?.referrers(repo, digest)) ?? [];
       const seen = new Set(manifests.map((m) => m.digest));
       for (const d of upstream) {

@@ -12,12 +12,12 @@ function unknown(repo: string, ref: string): RegistryError {
   });
 }
 
-export function manifestHandlers({ registry, mirror }: AppDeps) {
+export function manifestHandlers({ stores, mirror }: AppDeps) {
   return {
     async head(ctx: Ctx) {
       const { repo, ref } = ctx.state;
       await mirror()?.ensureManifest(repo, ref);
-      const info = await registry.headManifest(repo, ref);
+      const info = await stores.for(repo).headManifest(repo, ref);
       if (!info) throw unknown(repo, ref);
       ctx.status = 200;
       setHeaders(ctx, { "Content-Type": info.mediaType, "Docker-Content-Digest": info.digest });
@@ -27,7 +27,7 @@ export function manifestHandlers({ registry, mirror }: AppDeps) {
     async get(ctx: Ctx) {
       const { repo, ref } = ctx.state;
       await mirror()?.ensureManifest(repo, ref);
-      const m = await registry.getManifest(repo, ref);
+      const m = await stores.for(repo).getManifest(repo, ref);
       if (!m) throw unknown(repo, ref);
       ctx.status = 200;
       ctx.body = m.bytes;
@@ -38,6 +38,7 @@ export function manifestHandlers({ registry, mirror }: AppDeps) {
       const { repo, ref } = ctx.state;
       const body = await readLimited(ctx.req, maxManifestSize);
       const reference = parseReference(ref);
+      const registry = stores.for(repo);
       const current = reference.kind === "tag" ? registry.meta.resolveTag(repo, reference.tag) : undefined;
       // A new tag or digest needs create; moving an existing tag needs update (create alone makes tags immutable).
       if (current !== undefined && current !== digestOf(body)) ctx.state.require(repo, "update");
@@ -53,7 +54,7 @@ export function manifestHandlers({ registry, mirror }: AppDeps) {
 
     async delete(ctx: Ctx) {
       const { repo, ref } = ctx.state;
-      await registry.deleteManifest(repo, ref);
+      await stores.for(repo).deleteManifest(repo, ref);
       emptyResponse(ctx, 202);
     },
   };

@@ -3,7 +3,7 @@ import { createServer as createHttp, type Server } from "node:http";
 import { createServer as createHttps } from "node:https";
 import type { Logger } from "pino";
 import type { KagamiConfig } from "../config/config.ts";
-import { LocalRegistry } from "../registry/local.ts";
+import { Stores } from "../registry/stores.ts";
 import { Mirror } from "../sync/mirror.ts";
 import { SyncScheduler } from "../sync/scheduler.ts";
 import { AccessState } from "./access.ts";
@@ -12,7 +12,7 @@ import { watchConfig } from "./reload.ts";
 
 export interface RunningServer {
   server: Server;
-  registry: LocalRegistry;
+  stores: Stores;
   url: string;
   /** Stops accepting, lets in-flight requests finish within the shutdown bound, closes the database. */
   close(): Promise<void>;
@@ -21,13 +21,15 @@ export interface RunningServer {
 const purgeIntervalMs = 3_600_000;
 
 export async function startServer(config: KagamiConfig, logger: Logger): Promise<RunningServer> {
-  const registry = await LocalRegistry.open(config.storage.rootDirectory);
+  const stores = await Stores.open(config.storage);
   const purge = async () => {
-    try {
-      const n = await registry.uploads.purge(config.storage.uploadMaxAgeMs);
-      if (n > 0) logger.info({ removed: n }, "purged abandoned uploads");
-    } catch (err) {
-      logger.warn({ err }, "upload purge failed");
+    for (const store of stores.all()) {
+      try {
+        const n = await store.uploads.purge(config.storage.uploadMaxAgeMs);
+        if (n > 0) logger.info({ removed: n, store: store.root }, "purged abandoned uploads");
+      } catch (err) {
+        logger.warn({ err, store: store.root }, "upload purge failed");
+      }
     }
   };
   await purge();
@@ -35,22 +37,29 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
   timer.unref();
 
   let access = AccessState.create(config.http, logger);
-  let mirror = config.sync ? new Mirror(config.sync, registry, logger) : undefined;
-  let sync = mirror ? new SyncScheduler(mirror, registry, logger) : undefined;
+  let mirror = config.sync ? new Mirror(config.sync, stores, logger) : undefined;
+  let sync = mirror ? new SyncScheduler(mirror, stores, logger) : undefined;
   sync?.start();
   const stopWatching = watchConfig(config, logger, (next) => {
     access = AccessState.create(next.http, logger, access);
     if (JSON.stringify(next.sync) !== JSON.stringify(mirror?.config)) {
       const old = { mirror, sync };
-      mirror = next.sync ? new Mirror(next.sync, registry, logger) : undefined;
-      sync = mirror ? new SyncScheduler(mirror, registry, logger) : undefined;
+      mirror = next.sync ? new Mirror(next.sync, stores, logger) : undefined;
+      sync = mirror ? new SyncScheduler(mirror, stores, logger) : undefined;
       sync?.start();
       old.sync?.stop();
       void old.mirror?.close();
       logger.info({ registries: next.sync?.registries.length ?? 0 }, "sync configuration applied");
     }
   });
-  const app = createApp({ registry, config, logger, access: () => access, mirror: () => mirror, sync: () => sync });
+  const app = createApp({
+    stores,
+    config,
+    logger,
+    access: () => access,
+    mirror: () => mirror,
+    sync: () => sync,
+  });
   const handler = app.callback();
   const server = config.http.tls
     ? createHttps(
@@ -97,7 +106,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
   let closing: Promise<void> | undefined;
   return {
     server,
-    registry,
+    stores,
     url,
     close() {
       closing ??= (async () => {
@@ -122,7 +131,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
         access.close();
         sync?.stop();
         await mirror?.close();
-        registry.close();
+        stores.close();
         logger.info("kagami stopped");
       })();
       return closing;

@@ -18,8 +18,8 @@ function requireDigest(ctx: Ctx): string {
   return digest;
 }
 
-export function uploadHandlers({ registry }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
-  const { uploads } = registry;
+export function uploadHandlers({ stores }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
+  const uploadsOf = (repo: string) => stores.for(repo).uploads;
 
   function accepted(ctx: Ctx, repo: string, id: string, size: number, status: number) {
     emptyResponse(ctx, status);
@@ -41,7 +41,12 @@ export function uploadHandlers({ registry }: AppDeps, canRead: (ctx: Ctx, repo: 
       const mount = queryString(ctx.query.mount);
       if (mount !== undefined) {
         const from = queryString(ctx.query.from);
-        const size = registry.mount(repo, mount, from, (r) => canRead(ctx, r));
+        // A mount works within one store; across sub-paths the client uploads instead.
+        const registry = stores.for(repo);
+        const size =
+          from !== undefined && stores.for(from) !== registry
+            ? undefined
+            : registry.mount(repo, mount, from, (r) => canRead(ctx, r));
         if (size !== undefined) {
           created(ctx, repo, mount);
           return;
@@ -50,31 +55,33 @@ export function uploadHandlers({ registry }: AppDeps, canRead: (ctx: Ctx, repo: 
       const digest = queryString(ctx.query.digest);
       if (digest !== undefined && mount === undefined) {
         parseDigest(digest);
-        const id = await uploads.start(repo);
+        const id = await uploadsOf(repo).start(repo);
         try {
-          await uploads.append(repo, id, ctx.req);
+          await uploadsOf(repo).append(repo, id, ctx.req);
         } catch (err) {
-          await uploads.cancel(repo, id).catch(() => {});
+          await uploadsOf(repo)
+            .cancel(repo, id)
+            .catch(() => {});
           throw err;
         }
-        await uploads.commit(repo, id, digest);
+        await uploadsOf(repo).commit(repo, id, digest);
         created(ctx, repo, digest);
         return;
       }
-      const id = await uploads.start(repo);
+      const id = await uploadsOf(repo).start(repo);
       accepted(ctx, repo, id, 0, 202);
     },
 
     async status(ctx: Ctx) {
       const { repo, ref: id } = ctx.state;
-      const size = await uploads.size(repo, id);
+      const size = await uploadsOf(repo).size(repo, id);
       accepted(ctx, repo, id, size, 204);
     },
 
     async patch(ctx: Ctx) {
       const { repo, ref: id } = ctx.state;
       const range = parseContentRange(ctx.get("Content-Range") || undefined);
-      const size = await uploads.append(repo, id, ctx.req, range);
+      const size = await uploadsOf(repo).append(repo, id, ctx.req, range);
       accepted(ctx, repo, id, size, 202);
     },
 
@@ -83,15 +90,15 @@ export function uploadHandlers({ registry }: AppDeps, canRead: (ctx: Ctx, repo: 
       const digest = requireDigest(ctx);
       if (hasBody(ctx.req)) {
         const range = parseContentRange(ctx.get("Content-Range") || undefined);
-        await uploads.append(repo, id, ctx.req, range);
+        await uploadsOf(repo).append(repo, id, ctx.req, range);
       }
-      await uploads.commit(repo, id, digest);
+      await uploadsOf(repo).commit(repo, id, digest);
       created(ctx, repo, digest);
     },
 
     async cancel(ctx: Ctx) {
       const { repo, ref: id } = ctx.state;
-      await uploads.cancel(repo, id);
+      await uploadsOf(repo).cancel(repo, id);
       emptyResponse(ctx, 204);
     },
   };

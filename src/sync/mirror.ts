@@ -8,6 +8,7 @@ import { parseManifest } from "../oci/manifest.ts";
 import { isValidTag } from "../oci/names.ts";
 import type { LocalRegistry } from "../registry/local.ts";
 import type { BlobContent, ManifestContent } from "../registry/registry.ts";
+import type { Stores } from "../registry/stores.ts";
 import { type CredentialLookup, loadZotCredentials } from "../remote/credentials.ts";
 import { RemoteRegistry } from "../remote/remote.ts";
 import { describeFilters, tagAllowed } from "./filters.ts";
@@ -49,7 +50,7 @@ const prefetchConcurrency = 3;
  */
 export class Mirror {
   readonly state: SyncState;
-  readonly blobs: BlobFetcher;
+  private readonly fetchers = new Map<LocalRegistry, BlobFetcher>();
   private readonly upstreams = new Map<number, RemoteRegistry>();
   private readonly health = new Map<number, UpstreamHealth>();
   private readonly manifestFlights = new Map<string, Promise<void>>();
@@ -61,11 +62,10 @@ export class Mirror {
 
   constructor(
     readonly config: SyncConfig,
-    private readonly local: LocalRegistry,
+    private readonly stores: Stores,
     private readonly logger: Logger,
   ) {
-    this.state = new SyncState(local.meta.db);
-    this.blobs = new BlobFetcher(local, logger);
+    this.state = new SyncState(stores.root.meta.db);
     if (config.credentialsFile) this.credentials = loadZotCredentials(config.credentialsFile).lookup;
     config.registries.forEach((r, i) => {
       this.health.set(i, { url: r.urls.join(", "), ok: true });
@@ -75,6 +75,24 @@ export class Mirror {
   async close(): Promise<void> {
     await Promise.all([...this.upstreams.values()].map((u) => u.close().catch(() => {})));
     this.upstreams.clear();
+  }
+
+  /** Blob fetches are shared per store: a digest is one file in one store. */
+  private fetcher(localRepo: string): BlobFetcher {
+    const store = this.stores.for(localRepo);
+    let f = this.fetchers.get(store);
+    if (!f) {
+      f = new BlobFetcher(store, this.logger);
+      this.fetchers.set(store, f);
+    }
+    return f;
+  }
+
+  /** Upstream blob fetches under way. */
+  get activeFetches(): number {
+    let n = 0;
+    for (const f of this.fetchers.values()) n += f.active;
+    return n;
   }
 
   upstream(index: number): RemoteRegistry {
@@ -155,7 +173,7 @@ export class Mirror {
   }
 
   private async refresh(localRepo: string, reference: string, byDigest: boolean, routes: UpstreamRoute[]) {
-    const cached = await this.local.headManifest(localRepo, reference);
+    const cached = await this.stores.for(localRepo).headManifest(localRepo, reference);
     if (byDigest) {
       if (cached) return;
     } else if (cached) {
@@ -290,7 +308,9 @@ export class Mirror {
     route: UpstreamRoute,
     upstreamName: string,
   ): Promise<void> {
-    await this.local.putManifest(localRepo, reference, m.bytes, m.mediaType, { mirrored: true });
+    await this.stores
+      .for(localRepo)
+      .putManifest(localRepo, reference, m.bytes, m.mediaType, { mirrored: true });
     if (!isDigest(reference)) this.state.checked(localRepo, reference, m.digest, upstreamName);
     this.logger.info(
       { repo: localRepo, reference, digest: m.digest, upstream: upstreamName },
@@ -299,7 +319,7 @@ export class Mirror {
     // Fill the cache behind the client: the image's blobs come down once, shared with any client asking.
     const parsed = parseManifest(m.bytes, m.mediaType);
     for (const b of parsed.blobs) {
-      if (this.local.meta.blobInRepo(localRepo, b.digest) === undefined) {
+      if (this.stores.for(localRepo).meta.blobInRepo(localRepo, b.digest) === undefined) {
         this.schedule(() => this.prefetch(localRepo, b.digest, route));
       }
     }
@@ -322,8 +342,8 @@ export class Mirror {
   }
 
   private async prefetch(localRepo: string, digest: string, route: UpstreamRoute): Promise<void> {
-    if (this.local.meta.blobInRepo(localRepo, digest) !== undefined) return;
-    const flight = this.blobs.fetch(localRepo, digest, () =>
+    if (this.stores.for(localRepo).meta.blobInRepo(localRepo, digest) !== undefined) return;
+    const flight = this.fetcher(localRepo).fetch(localRepo, digest, () =>
       this.upstream(route.index).getBlob(route.upstreamRepo, digest),
     );
     await flight.finished.catch(() => {});
@@ -333,7 +353,7 @@ export class Mirror {
   async blob(localRepo: string, digest: string): Promise<MirroredBlob | undefined> {
     const routes = this.routes(localRepo);
     if (routes.length === 0) return undefined;
-    const flight = this.blobs.fetch(localRepo, digest, () => this.openBlob(routes, digest));
+    const flight = this.fetcher(localRepo).fetch(localRepo, digest, () => this.openBlob(routes, digest));
     let found: boolean;
     try {
       found = await flight.ready;

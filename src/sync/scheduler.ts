@@ -2,7 +2,7 @@ import cron, { type ScheduledTask } from "node-cron";
 import type { Logger } from "pino";
 import { type CopyEvent, copyImage } from "../copy/copy.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import type { LocalRegistry } from "../registry/local.ts";
+import type { Stores } from "../registry/stores.ts";
 import type { RemoteRegistry } from "../remote/remote.ts";
 import { filterTags } from "./filters.ts";
 import type { Mirror } from "./mirror.ts";
@@ -42,7 +42,7 @@ export class SyncScheduler {
 
   constructor(
     readonly mirror: Mirror,
-    private readonly local: LocalRegistry,
+    private readonly stores: Stores,
     private readonly logger: Logger,
   ) {}
 
@@ -175,7 +175,10 @@ export class SyncScheduler {
       try {
         const head = await upstream.headManifest(repo, tag);
         if (!head) continue;
-        const have = await this.local.headManifest(local, tag).catch(() => undefined);
+        const have = await this.stores
+          .for(local)
+          .headManifest(local, tag)
+          .catch(() => undefined);
         if (have?.digest === head.digest && (await this.complete(local, head.digest))) {
           this.mirror.state.checked(local, tag, head.digest, upstream.name);
           opts.onImage?.({ upstream: repo, local, tag, action: "unchanged" });
@@ -198,7 +201,7 @@ export class SyncScheduler {
         if (opts.onEvent) copyOpts.onEvent = opts.onEvent;
         const result = await copyImage(
           { registry: upstream, repo, reference: head.digest, name: `${upstream.name}/${repo}:${tag}` },
-          { registry: this.local, repo: local, tags: [tag] },
+          { registry: this.stores.for(local), repo: local, tags: [tag] },
           copyOpts,
         );
         summary.copied++;
@@ -214,10 +217,11 @@ export class SyncScheduler {
 
   /** A tag pulled on demand may still lack blobs; a periodic sync completes it. */
   private async complete(repo: string, digest: string): Promise<boolean> {
-    const m = await this.local.getManifest(repo, digest);
+    const m = await this.stores.for(repo).getManifest(repo, digest);
     if (!m) return false;
     const parsed = parseManifest(m.bytes, m.mediaType);
-    for (const b of parsed.blobs) if (this.local.meta.blobInRepo(repo, b.digest) === undefined) return false;
+    for (const b of parsed.blobs)
+      if (this.stores.for(repo).meta.blobInRepo(repo, b.digest) === undefined) return false;
     for (const c of parsed.manifests) if (!(await this.complete(repo, c.digest))) return false;
     return true;
   }

@@ -1,0 +1,47 @@
+import type { KagamiConfig } from "../config/config.ts";
+import { LocalRegistry } from "./local.ts";
+
+/**
+ * zot's `storage.subPaths`: repositories under a path prefix live in a store (directory and
+ * database) of their own; everything else in the root store. Content is deduplicated within a store.
+ */
+export class Stores {
+  private constructor(
+    readonly root: LocalRegistry,
+    /** Longest prefix first, so the most specific sub-path wins. */
+    private readonly subs: { prefix: string; store: LocalRegistry }[],
+  ) {}
+
+  static async open(storage: KagamiConfig["storage"]): Promise<Stores> {
+    const root = await LocalRegistry.open(storage.rootDirectory);
+    const subs: { prefix: string; store: LocalRegistry }[] = [];
+    for (const sp of storage.subPaths ?? []) {
+      subs.push({ prefix: sp.prefix, store: await LocalRegistry.open(sp.rootDirectory) });
+    }
+    subs.sort((a, b) => b.prefix.length - a.prefix.length);
+    return new Stores(root, subs);
+  }
+
+  /** The store that holds `repo`. */
+  for(repo: string): LocalRegistry {
+    for (const s of this.subs) {
+      if (repo === s.prefix || repo.startsWith(`${s.prefix}/`)) return s.store;
+    }
+    return this.root;
+  }
+
+  all(): LocalRegistry[] {
+    return [this.root, ...this.subs.map((s) => s.store)];
+  }
+
+  /** Repository names of every store, merged in lexical order, after `last`, at most `n`. */
+  async catalog(page: { last?: string; n?: number } = {}): Promise<string[]> {
+    const lists = await Promise.all(this.all().map((s) => s.catalog(page)));
+    const merged = lists.flat().sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return page.n === undefined || page.n < 0 ? merged : merged.slice(0, page.n);
+  }
+
+  close(): void {
+    for (const s of this.all()) s.close();
+  }
+}
