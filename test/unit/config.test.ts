@@ -20,7 +20,12 @@ describe("config", () => {
     const zot = {
       distSpecVersion: "1.1.0",
       storage: { rootDirectory: "/tmp/zot", dedupe: true, gc: true, gcDelay: "1h", gcInterval: "24h" },
-      http: { address: "127.0.0.1", port: "8080", realm: "zot", auth: { htpasswd: { path: "/x" } } },
+      http: {
+        address: "127.0.0.1",
+        port: "8080",
+        realm: "zot",
+        auth: { htpasswd: { path: "/x" }, ldap: { address: "ldap.example" } },
+      },
       log: { level: "debug", audit: "/tmp/audit.log" },
       extensions: { search: { enable: true }, ui: { enable: true } },
     };
@@ -30,7 +35,13 @@ describe("config", () => {
     expect(config.log.level).toBe("debug");
     const paths = warnings.map((w) => w.path);
     expect(paths).toEqual(
-      expect.arrayContaining(["storage.gc", "http.auth", "log.audit", "extensions.search", "extensions.ui"]),
+      expect.arrayContaining([
+        "storage.gc",
+        "http.auth.ldap",
+        "log.audit",
+        "extensions.search",
+        "extensions.ui",
+      ]),
     );
     expect(paths).not.toContain("storage.dedupe");
   });
