@@ -245,6 +245,11 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
     expect(((await notThere.json()) as { errors: { message: string }[] }).errors[0]!.message).toMatch(
       /neither cached here nor at/,
     );
+    // A flood of requests for the missing tag within negativeCacheTTL asks upstream once.
+    await Promise.all(
+      Array.from({ length: 20 }, async () => (await fetch(`${mirror.url}/v2/lib/absent/manifests/v9`)).arrayBuffer()),
+    );
+    expect(proxy.count("GET", "/v2/lib/absent/manifests/v9")).toBe(1);
 
     // Let the prefetch of lib/app finish, then take the upstream away.
     await new Promise((r) => setTimeout(r, 2500));
