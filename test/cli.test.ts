@@ -1,5 +1,5 @@
-import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { defaults } from "../src/config/config.ts";
 import { kagamiBin, type RunningKagami, startKagami } from "./helpers/kagami.ts";
+import { makeTestPki } from "./helpers/tls.ts";
 import { hasTool } from "./helpers/tools.ts";
 
 const run = promisify(execFile);
@@ -73,39 +74,14 @@ describe("kagami verify", () => {
 describe("kagami serve", () => {
   it("serves HTTPS with http.tls", async () => {
     if (!hasTool("openssl")) return;
-    const key = join(dir, "key.pem");
-    const cert = join(dir, "cert.pem");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      ],
-      { stdio: "ignore" },
-    );
-    const s = await startKagamiTls(cert, key);
+    const pki = makeTestPki();
+    const s = await startKagami({ tls: { cert: pki.cert, key: pki.key } });
+    servers.push(s);
     const status = await new Promise<number>((res, rej) => {
-      const req = httpsRequest(
-        `https://127.0.0.1:${s.port}/v2/`,
-        { ca: execFileSync("cat", [cert]) },
-        (r) => {
-          r.resume();
-          res(r.statusCode ?? 0);
-        },
-      );
+      const req = httpsRequest(`${s.url}/v2/`, { ca: readFileSync(pki.caCert) }, (r) => {
+        r.resume();
+        res(r.statusCode ?? 0);
+      });
       req.on("error", rej);
       req.end();
     });
@@ -141,46 +117,3 @@ describe("kagami serve", () => {
     expect(s.output()).toMatch(/kagami stopped/);
   });
 });
-
-/** startKagami writes http without tls; TLS needs the paths in the config. */
-async function startKagamiTls(cert: string, key: string): Promise<RunningKagami> {
-  // The helper polls http://; with TLS on, poll by spawning through the helper is not possible, so wait here.
-  const { freePort } = await import("./helpers/net.ts");
-  const port = await freePort();
-  const root = mkdtempSync(join(tmpdir(), "kagami-tls-"));
-  const cfg = join(root, "config.json");
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      storage: { rootDirectory: join(root, "data") },
-      http: { address: "127.0.0.1", port, tls: { cert, key } },
-    }),
-  );
-  const { spawn } = await import("node:child_process");
-  const proc = spawn(process.execPath, [kagamiBin, "serve", "--config", cfg], { stdio: "ignore" });
-  const s = {
-    port,
-    proc,
-    async destroy() {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once("exit", r));
-        proc.kill("SIGTERM");
-        await exited;
-      }
-    },
-  } as unknown as RunningKagami;
-  servers.push(s);
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((res) => {
-      const req = httpsRequest(`https://127.0.0.1:${port}/v2/`, { rejectUnauthorized: false }, (r) => {
-        r.resume();
-        res(true);
-      });
-      req.on("error", () => res(false));
-      req.end();
-    });
-    if (up) return s;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error("TLS server did not start");
-}
