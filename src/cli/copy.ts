@@ -1,5 +1,5 @@
 import { writeFile } from "node:fs/promises";
-import { defaults, loadConfigFile } from "../config/config.ts";
+import { defaults, type KagamiConfig, loadConfigFile } from "../config/config.ts";
 import { CopyError, type CopyOptions, type CopyResult, copyImage } from "../copy/copy.ts";
 import { hostPlatform, type PlatformFilter, parsePlatform, platformRegex } from "../copy/platform.ts";
 import {
@@ -11,8 +11,10 @@ import {
   transportHelp,
 } from "../copy/transport.ts";
 import { OciLayout } from "../layout/layout.ts";
-import { LocalRegistry } from "../registry/local.ts";
+import type { LocalRegistry } from "../registry/local.ts";
+import { Stores } from "../registry/stores.ts";
 import { CredentialsError, parseCredsFlag } from "../remote/credentials.ts";
+import { UpstreamError } from "../remote/errors.ts";
 import { ImageReferenceError } from "../remote/reference.ts";
 import { type FlagSpec, intFlag, type ParsedFlags, parseFlags, UsageError } from "./args.ts";
 import { createProgress } from "./progress.ts";
@@ -108,24 +110,27 @@ export function remoteSettings(flags: ParsedFlags, side: "src" | "dest"): Remote
   return s;
 }
 
-/** Where kagami:// lives: --root, else the config's storage.rootDirectory, else the default ./storage. */
-export function localStoreRoot(flags: ParsedFlags): string {
+/**
+ * Where kagami:// lives: --root DIR (one store), else the stores of --config FILE (its
+ * storage.rootDirectory and subPaths), else the default ./storage.
+ */
+export function localStorage(flags: ParsedFlags): KagamiConfig["storage"] {
   const root = str(flags, "root");
-  if (root) return root;
+  if (root) return { ...defaults().config.storage, rootDirectory: root, subPaths: [] };
   const config = str(flags, "config");
-  return (config ? loadConfigFile(config) : defaults()).config.storage.rootDirectory;
+  return (config ? loadConfigFile(config) : defaults()).config.storage;
 }
 
-/** Opens the local store once, on first use; `close()` closes it if it was opened. */
+/** Opens the local stores once, on first use; `open(repo)` gives the store that holds `repo`. */
 export function localOpener(flags: ParsedFlags): {
-  open: () => Promise<LocalRegistry>;
+  open: (repo: string) => Promise<LocalRegistry>;
   close: () => Promise<void>;
 } {
-  let opened: Promise<LocalRegistry> | undefined;
+  let opened: Promise<Stores> | undefined;
   return {
-    open: () => {
-      opened ??= LocalRegistry.open(localStoreRoot(flags));
-      return opened;
+    open: async (repo) => {
+      opened ??= Stores.open(localStorage(flags));
+      return (await opened).for(repo);
     },
     close: async () => {
       if (opened) (await opened.catch(() => undefined))?.close();
@@ -169,12 +174,17 @@ export async function runCopy(
 
 /** Prints an error the way every copy command does and gives the exit status. */
 export function reportError(command: string, err: unknown): number {
-  if (err instanceof UsageError) {
+  if (err instanceof UsageError || err instanceof ImageReferenceError) {
     process.stderr.write(`kagami ${command}: ${err.message}\n(see kagami ${command} --help)\n`);
     return 2;
   }
-  if (err instanceof ImageReferenceError || err instanceof CredentialsError || err instanceof CopyError) {
-    process.stderr.write(`kagami ${command}: ${err.message}\n`);
+  if (err instanceof CredentialsError || err instanceof CopyError) {
+    const cause = err instanceof CopyError ? err.cause : undefined;
+    const hint =
+      cause instanceof UpstreamError && cause.code === "UNAUTHORIZED"
+        ? "\n(give credentials with --src-creds/--dest-creds USER:PASS or an --authfile)"
+        : "";
+    process.stderr.write(`kagami ${command}: ${err.message}${hint}\n`);
     return 1;
   }
   process.stderr.write(`kagami ${command}: ${(err as Error)?.message ?? String(err)}\n`);

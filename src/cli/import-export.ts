@@ -93,7 +93,6 @@ export async function importCommand(argv: string[]): Promise<number> {
       return { name, repo, tag: split.tag };
     });
     opener = localOpener(flags);
-    const store = await opener.open();
     const options = copyOptions(flags);
     options.referrers = flags.referrers !== false;
     options.platforms = { kind: "all" };
@@ -108,7 +107,7 @@ export async function importCommand(argv: string[]): Promise<number> {
         close: async () => {},
       };
       const dst: OpenedEndpoint = {
-        registry: store,
+        registry: await opener.open(p.repo),
         repo: p.repo,
         reference: p.tag,
         tags: [p.tag],

@@ -192,17 +192,17 @@ function collectWarnings(value: unknown, tree: Tree, prefix: string, out: Config
         if (ext === "sync") {
           const syncRaw = (child as { sync: { downloadDir?: string; registries?: { urls?: string[] }[] } })
             .sync;
-          syncRaw.registries?.forEach((r, i) =>
-            r.urls?.forEach((u, j) => {
-              const path = /^[a-z]+:\/\/[^/]+(\/.+)$/.exec(u)?.[1];
-              if (path && path !== "/") {
+          for (const [i, r] of (syncRaw.registries ?? []).entries()) {
+            for (const [j, u] of (r.urls ?? []).entries()) {
+              const urlPath = /^[a-z]+:\/\/[^/]+(\/.+)$/.exec(u)?.[1];
+              if (urlPath && urlPath !== "/") {
                 out.push({
                   path: `extensions.sync.registries[${i}].urls[${j}]`,
-                  message: `the path '${path}' is ignored: an upstream is a registry host; name repositories in content prefixes`,
+                  message: `the path '${urlPath}' is ignored: an upstream is a registry host; name repositories in content prefixes`,
                 });
               }
-            }),
-          );
+            }
+          }
           if (syncRaw.downloadDir !== undefined) {
             out.push({
               path: "extensions.sync.downloadDir",

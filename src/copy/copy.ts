@@ -336,7 +336,7 @@ class CopyRun {
   }
 
   private async transferBlob(b: Descriptor): Promise<void> {
-    const { src, dst } = this;
+    const { dst } = this;
     const what = `blob ${b.digest} (${b.mediaType}, ${b.size} bytes)`;
     let how: "copied" | "skipped" | "mounted" = "copied";
     try {
@@ -353,56 +353,51 @@ class CopyRun {
     }
     if (how === "copied") {
       this.emit({ type: "blob-start", digest: b.digest, size: b.size, mediaType: b.mediaType });
-      for (let attempt = 0; ; attempt++) {
+      await this.retrying(what, async () => {
         let sent = 0;
         try {
-          const content = await src.registry.getBlob(src.repo, b.digest);
-          if (!content) throw new RegistryError("BLOB_UNKNOWN", `the source does not have it`);
-          if (content.size >= 0 && content.size !== b.size) {
-            content.stream.destroy();
-            throw new BlobVerifyError(
-              `the source serves ${content.size} bytes, the descriptor says ${b.size}`,
-              b.digest,
-            );
-          }
-          const verifier = new VerifyingStream(b.digest, b.size, (n) => {
+          await this.streamBlob(b, (n) => {
             sent += n;
             this.progress.bytesDone += n;
             this.emit({ type: "blob-bytes", digest: b.digest, bytes: n });
           });
-          const body: Readable = pipeline(content.stream, verifier, () => {});
-          try {
-            await dst.registry.putBlob(dst.repo, b.digest, body, b.size);
-          } finally {
-            if (!body.destroyed && !body.readableEnded) body.destroy();
-          }
-          if (verifier.bytes !== b.size && (await dst.registry.blobSize(dst.repo, b.digest)) !== b.size) {
-            throw new BlobVerifyError(`only ${verifier.bytes} of ${b.size} bytes were sent`, b.digest);
-          }
-          this.result.bytesCopied += b.size;
-          break;
         } catch (err) {
           this.progress.bytesDone -= sent;
-          if (attempt >= this.retries || !isRetryable(err)) this.fail(what, err);
-          const delay = backoffDelay(
-            {
-              maxRetries: this.retries,
-              retryDelay: this.opts.retryDelayMs ?? 500,
-              maxRetryDelay: this.opts.maxRetryDelayMs ?? 10_000,
-              maxRetryAfter: 0,
-            },
-            attempt,
-          );
-          this.emit({ type: "retry", what, attempt: attempt + 1, delayMs: delay, reason: errorText(err) });
-          await sleep(delay);
+          throw err;
         }
-      }
+      });
+      this.result.bytesCopied += b.size;
     } else {
       this.progress.bytesDone += b.size;
     }
     this.result.blobs[how]++;
     this.progress.blobsDone++;
     this.emit({ type: "blob-done", digest: b.digest, size: b.size, how });
+  }
+
+  /** One attempt at moving a blob: source stream → verifier → destination. */
+  private async streamBlob(b: Descriptor, onBytes: (n: number) => void): Promise<void> {
+    const { src, dst } = this;
+    const content = await src.registry.getBlob(src.repo, b.digest);
+    if (!content) throw new RegistryError("BLOB_UNKNOWN", "the source does not have it");
+    if (content.size >= 0 && content.size !== b.size) {
+      content.stream.destroy();
+      throw new BlobVerifyError(
+        `the source serves ${content.size} bytes, the descriptor says ${b.size}`,
+        b.digest,
+      );
+    }
+    const verifier = new VerifyingStream(b.digest, b.size, onBytes);
+    const body: Readable = pipeline(content.stream, verifier, () => {});
+    try {
+      await dst.registry.putBlob(dst.repo, b.digest, body, b.size);
+    } finally {
+      if (!body.destroyed && !body.readableEnded) body.destroy();
+    }
+    // A destination that already had it may return without reading: ask it.
+    if (verifier.bytes !== b.size && (await dst.registry.blobSize(dst.repo, b.digest)) !== b.size) {
+      throw new BlobVerifyError(`only ${verifier.bytes} of ${b.size} bytes were sent`, b.digest);
+    }
   }
 
   /** Writes manifests bottom-up: children by digest, then the top under each reference. */

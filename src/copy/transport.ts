@@ -135,8 +135,8 @@ export interface OpenedEndpoint {
 
 export interface OpenOptions {
   remote: RemoteSettings;
-  /** Opens the local store for kagami:// (the CLI knows where it is). */
-  openLocal: () => Promise<Registry>;
+  /** Opens the local store that holds a repository, for kagami:// (the CLI knows where it is). */
+  openLocal: (repo: string) => Promise<Registry>;
 }
 
 export async function openEndpoint(
@@ -162,7 +162,7 @@ export async function openEndpoint(
       return out;
     }
     case "kagami": {
-      const registry = await opts.openLocal();
+      const registry = await opts.openLocal(t.repo);
       const out: OpenedEndpoint = {
         registry,
         repo: t.repo,

@@ -324,20 +324,23 @@ export class RemoteRegistry implements Registry {
     }
     if (!Number.isSafeInteger(size)) size = -1;
     this.blobHomes.set(digest, name);
-    const stream = Readable.from(this.resumable(first, range, size, open), {
+    const current = { res: first };
+    const stream = Readable.from(this.resumable(current, range, size, open), {
       objectMode: false,
       highWaterMark: 64 * 1024,
     });
+    // A caller that gives up early (before or during reading) must free the connection.
+    stream.once("close", () => current.res.body.destroy());
     return { size, stream };
   }
 
   private async *resumable(
-    first: HttpResponse,
+    current: { res: HttpResponse },
     range: { start: number; end: number } | undefined,
     expected: number,
     open: (from: number) => Promise<HttpResponse | undefined>,
   ): AsyncGenerator<Buffer> {
-    let res = first;
+    let res = current.res;
     let got = 0;
     let resumes = 0;
     try {
@@ -387,6 +390,7 @@ export class RemoteRegistry implements Registry {
             });
           }
           res = next;
+          current.res = next;
         }
       }
     } finally {

@@ -5,7 +5,11 @@ const b64 = (s: string) => Buffer.from(s).toString("base64");
 
 describe("Authorization header", () => {
   it("reads Basic credentials, with colons allowed in the password", () => {
-    expect(parseAuthorization(`Basic ${b64("u:p:q")}`)).toEqual({ kind: "basic", user: "u", password: "p:q" });
+    expect(parseAuthorization(`Basic ${b64("u:p:q")}`)).toEqual({
+      kind: "basic",
+      user: "u",
+      password: "p:q",
+    });
     expect(parseAuthorization(`basic ${b64("u:")}`)).toEqual({ kind: "basic", user: "u", password: "" });
   });
   it("treats containers/image's empty ':' credentials as anonymous", () => {

@@ -1,4 +1,4 @@
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { Transform } from "node:stream";
 
@@ -82,36 +82,40 @@ export class UpstreamProxy {
       req.socket.destroy();
       return;
     }
-    const upstream = request(new URL(info.path, this.target), { method: info.method, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      let sent = 0;
-      const path = info.path.split("?")[0]!;
-      const tap = new Transform({
-        transform: (chunk: Buffer, _e, cb) => {
-          let out = chunk;
-          if (fault?.kind === "truncate" && sent + chunk.length > fault.afterBytes) {
-            out = chunk.subarray(0, Math.max(0, fault.afterBytes - sent));
+    const upstream = request(
+      new URL(info.path, this.target),
+      { method: info.method, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        let sent = 0;
+        const path = info.path.split("?")[0]!;
+        const tap = new Transform({
+          transform: (chunk: Buffer, _e, cb) => {
+            let out = chunk;
+            if (fault?.kind === "truncate" && sent + chunk.length > fault.afterBytes) {
+              out = chunk.subarray(0, Math.max(0, fault.afterBytes - sent));
+              sent += out.length;
+              this.bytesOut.set(path, (this.bytesOut.get(path) ?? 0) + out.length);
+              cb(null, out);
+              setImmediate(() => res.socket?.destroy());
+              return;
+            }
+            if (fault?.kind === "corrupt") {
+              out = Buffer.from(chunk);
+              out[0] = out[0]! ^ 0xff;
+            }
             sent += out.length;
             this.bytesOut.set(path, (this.bytesOut.get(path) ?? 0) + out.length);
+            if (fault?.kind === "slow") {
+              setTimeout(() => cb(null, out), (out.length / fault.bytesPerSecond) * 1000);
+              return;
+            }
             cb(null, out);
-            setImmediate(() => res.socket?.destroy());
-            return;
-          }
-          if (fault?.kind === "corrupt") {
-            out = Buffer.from(chunk);
-            out[0] = out[0]! ^ 0xff;
-          }
-          sent += out.length;
-          this.bytesOut.set(path, (this.bytesOut.get(path) ?? 0) + out.length);
-          if (fault?.kind === "slow") {
-            setTimeout(() => cb(null, out), (out.length / fault.bytesPerSecond) * 1000);
-            return;
-          }
-          cb(null, out);
-        },
-      });
-      up.pipe(tap).pipe(res);
-    });
+          },
+        });
+        up.pipe(tap).pipe(res);
+      },
+    );
     upstream.on("error", () => res.destroy());
     req.pipe(upstream);
   }

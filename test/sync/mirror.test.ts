@@ -247,7 +247,9 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
     );
     // A flood of requests for the missing tag within negativeCacheTTL asks upstream once.
     await Promise.all(
-      Array.from({ length: 20 }, async () => (await fetch(`${mirror.url}/v2/lib/absent/manifests/v9`)).arrayBuffer()),
+      Array.from({ length: 20 }, async () =>
+        (await fetch(`${mirror.url}/v2/lib/absent/manifests/v9`)).arrayBuffer(),
+      ),
     );
     expect(proxy.count("GET", "/v2/lib/absent/manifests/v9")).toBe(1);
 
