@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { request } from "node:http";
 import { join } from "node:path";
@@ -184,6 +184,26 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
       proxy.fault = undefined;
     }
   }, 60_000);
+
+  it("keeps fetching into the cache when the client that started the fetch goes away", async () => {
+    const size = 16 * MiB;
+    const layer = await pushBig(upstream.url, "gone/client", size);
+    proxy.fault = (r) => (r.path.includes(layer) ? { kind: "slow", bytesPerSecond: 16 * MiB } : undefined);
+    try {
+      const ac = new AbortController();
+      const res = await fetch(`${mirror.url}/v2/gone/client/blobs/${layer}`, { signal: ac.signal });
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      await reader.read();
+      ac.abort();
+      const file = join(mirror.rootDir, "data", "blobs", "sha256", layer.slice(7, 9), layer.slice(7));
+      await expect.poll(() => existsSync(file), { timeout: 10_000, interval: 200 }).toBe(true);
+      const again = await fetch(`${mirror.url}/v2/gone/client/blobs/${layer}`);
+      expect(await digestOfResponse(again)).toBe(layer);
+      expect(proxy.count("GET", `/blobs/${layer}`)).toBe(1);
+    } finally {
+      proxy.fault = undefined;
+    }
+  }, 30_000);
 
   it("sees a tag moved upstream only after manifestCheckInterval", async () => {
     const first = await pushImage(upstream.url, "lib/moving", "stable");
