@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Real peers (skopeo, podman, distribution) are heavy; two cores do not like many at once.
     maxWorkers: 2,
+    reporters: ["default", "./test/support/plain-summary.ts"],
   },
 });
