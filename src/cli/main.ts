@@ -5,6 +5,7 @@ import { ConfigError, defaults, type LoadedConfig, loadConfigFile } from "../con
 import { createLogger } from "../server/logger.ts";
 import { startServer } from "../server/serve.ts";
 import { copyCommand } from "./copy.ts";
+import { gcCommand } from "./gc.ts";
 import { exportCommand, importCommand } from "./import-export.ts";
 import { syncCommand } from "./sync.ts";
 
@@ -14,6 +15,7 @@ Usage:
   kagami serve [--config FILE]    serve the registry (default: http://127.0.0.1:5000, data in ./storage)
   kagami verify --config FILE     check a configuration file and print every problem
   kagami sync [--config FILE]     run one periodic sync pass of extensions.sync now
+  kagami gc [--config FILE]       remove blobs no manifest references
   kagami copy SRC DST             copy an image between registries, layouts and archives
   kagami import FILE|DIR          load an oci-archive or OCI layout into the local store
   kagami export REF FILE          write images of the local store to an oci-archive
@@ -76,6 +78,7 @@ function verify(configPath: string | undefined): number {
 /** Commands with flags of their own parse their arguments themselves. */
 const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
   sync: syncCommand,
+  gc: gcCommand,
   copy: copyCommand,
   import: importCommand,
   export: exportCommand,

@@ -15,6 +15,10 @@ export interface KagamiConfig {
     rootDirectory: string;
     /** Idle upload sessions older than this are purged. */
     uploadMaxAgeMs: number;
+    gc: boolean;
+    /** Content younger than this is never collected. */
+    gcDelayMs: number;
+    gcIntervalMs: number;
     /** zot's subPaths: repositories under `prefix` are stored under their own root. */
     subPaths?: { prefix: string; rootDirectory: string }[];
   };
@@ -93,7 +97,13 @@ export interface LoadedConfig {
 
 export const defaultConfig: KagamiConfig = {
   distSpecVersion: "1.1.0",
-  storage: { rootDirectory: "storage", uploadMaxAgeMs: 24 * 3_600_000 },
+  storage: {
+    rootDirectory: "storage",
+    uploadMaxAgeMs: 24 * 3_600_000,
+    gc: true,
+    gcDelayMs: 3_600_000,
+    gcIntervalMs: 24 * 3_600_000,
+  },
   http: { address: "127.0.0.1", port: 5000, realm: "kagami", shutdownTimeoutMs: 10_000 },
   log: { level: "info" },
 };
@@ -103,7 +113,16 @@ type Tree = { [key: string]: Tree | true | string };
 /** Fields this version reads. */
 const implemented: Tree = {
   distSpecVersion: true,
-  storage: { rootDirectory: true, uploadMaxAge: true, dedupe: true, commit: true, subPaths: true },
+  storage: {
+    rootDirectory: true,
+    uploadMaxAge: true,
+    dedupe: true,
+    commit: true,
+    subPaths: true,
+    gc: true,
+    gcDelay: true,
+    gcInterval: true,
+  },
   http: {
     address: true,
     port: true,
@@ -119,9 +138,6 @@ const implemented: Tree = {
 
 /** Fields zot knows that this version does not act on yet: a warning each, never an error. */
 const notYet: Record<string, string> = {
-  "storage.gc": "garbage collection is not implemented yet; unreferenced blobs stay on disk",
-  "storage.gcDelay": "garbage collection is not implemented yet",
-  "storage.gcInterval": "garbage collection is not implemented yet",
   "storage.subPaths":
     "sub-path storage is not implemented yet; every repository is stored under storage.rootDirectory",
   "storage.storageDriver": "only the local file system is supported; the driver is ignored",
@@ -243,6 +259,9 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     storage?: {
       rootDirectory?: string;
       uploadMaxAge?: string;
+      gc?: boolean;
+      gcDelay?: string;
+      gcInterval?: string;
       subPaths?: Record<string, { rootDirectory: string }>;
     };
     http?: {
@@ -266,6 +285,11 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       uploadMaxAgeMs: r.storage?.uploadMaxAge
         ? parseDuration(r.storage.uploadMaxAge)!
         : defaultConfig.storage.uploadMaxAgeMs,
+      gc: r.storage?.gc ?? defaultConfig.storage.gc,
+      gcDelayMs: r.storage?.gcDelay ? parseDuration(r.storage.gcDelay)! : defaultConfig.storage.gcDelayMs,
+      gcIntervalMs: r.storage?.gcInterval
+        ? parseDuration(r.storage.gcInterval)!
+        : defaultConfig.storage.gcIntervalMs,
     },
     http: {
       address: r.http?.address ?? defaultConfig.http.address,

@@ -7,6 +7,7 @@ import { MediaType } from "../oci/mediatypes.ts";
 import { assertValidName } from "../oci/names.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
 import { BlobFiles } from "../store/blob-files.ts";
+import { collectGarbage, type GcResult } from "../store/gc.ts";
 import { type ManifestRow, Metadata } from "../store/metadata.ts";
 import { Uploads } from "../store/uploads.ts";
 import type {
@@ -44,6 +45,11 @@ export class LocalRegistry implements Registry {
 
   close(): void {
     this.meta.close();
+  }
+
+  /** Removes blobs no manifest references, older than `delayMs` (see store/gc.ts). */
+  collectGarbage(delayMs: number): Promise<GcResult> {
+    return collectGarbage(this.meta, this.files, delayMs);
   }
 
   /** A reference that cannot exist (a malformed tag) is simply not found when reading or deleting. */

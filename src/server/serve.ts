@@ -35,6 +35,18 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
   await purge();
   const timer = setInterval(purge, Math.min(purgeIntervalMs, config.storage.uploadMaxAgeMs));
   timer.unref();
+  const gc = async () => {
+    for (const store of stores.all()) {
+      try {
+        const r = await store.collectGarbage(config.storage.gcDelayMs);
+        logger.info({ ...r, store: store.root }, "garbage collection finished");
+      } catch (err) {
+        logger.warn({ err, store: store.root }, "garbage collection failed");
+      }
+    }
+  };
+  const gcTimer = config.storage.gc ? setInterval(gc, config.storage.gcIntervalMs) : undefined;
+  gcTimer?.unref();
 
   let access = AccessState.create(config.http, logger);
   let mirror = config.sync ? new Mirror(config.sync, stores, logger) : undefined;
@@ -111,6 +123,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
     close() {
       closing ??= (async () => {
         clearInterval(timer);
+        if (gcTimer) clearInterval(gcTimer);
         stopWatching();
         const done = new Promise<void>((resolve) => server.close(() => resolve()));
         // Connections that finish their last request during the drain become idle too; close them as they do.
