@@ -37,14 +37,14 @@ describe("kagami verify", () => {
       file,
       JSON.stringify({
         distSpecVersion: "1.1.0",
-        storage: { rootDirectory: "/tmp/x", gc: true },
+        storage: { rootDirectory: "/tmp/x", storageDriver: { name: "s3" } },
         http: { port: "5000" },
       }),
     );
     const r = await kagami("verify", "--config", file);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/configuration is valid/);
-    expect(r.stderr).toMatch(/warning: storage\.gc: garbage collection is not implemented/);
+    expect(r.stderr).toMatch(/warning: storage\.storageDriver: only the local file system is supported/);
   });
 
   it("prints every problem with its field and exits non-zero", async () => {

@@ -19,6 +19,40 @@ import type {
   Registry,
 } from "./registry.ts";
 
+/**
+ * Recently served manifest bytes by digest. Content-addressed bytes never change, so a hit is always
+ * right (the metadata lookup before it still decides whether the manifest exists in the repository);
+ * bounded by the bytes held, least recently used evicted first.
+ */
+export class ByteLru {
+  private readonly map = new Map<string, Buffer>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get(key: string): Buffer | undefined {
+    const v = this.map.get(key);
+    if (v) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: string, value: Buffer): void {
+    if (value.length > this.maxBytes / 4 || this.map.has(key)) return;
+    this.map.set(key, value);
+    this.bytes += value.length;
+    for (const [k, v] of this.map) {
+      if (this.bytes <= this.maxBytes) break;
+      this.map.delete(k);
+      this.bytes -= v.length;
+    }
+  }
+}
+
+const manifestCache = new ByteLru(16 * 1024 * 1024);
+
 /** Which repositories the caller may read; auto-mount must not reveal content of others. */
 export type CanRead = (repo: string) => boolean;
 
@@ -78,7 +112,11 @@ export class LocalRegistry implements Registry {
   async getManifest(repo: string, reference: string): Promise<ManifestContent | undefined> {
     const row = this.resolve(repo, reference);
     if (!row) return undefined;
-    const bytes = await this.files.read(row.digest);
+    let bytes = manifestCache.get(row.digest);
+    if (!bytes) {
+      bytes = await this.files.read(row.digest);
+      manifestCache.set(row.digest, bytes);
+    }
     return { digest: row.digest, mediaType: row.mediaType, size: row.size, bytes };
   }
 

@@ -1,3 +1,4 @@
+import { open } from "node:fs/promises";
 import { RegistryError } from "../oci/errors.ts";
 import type { MirroredBlob } from "../sync/mirror.ts";
 import type { AppDeps, Ctx } from "./context.ts";
@@ -8,6 +9,75 @@ function unknown(repo: string, digest: string): RegistryError {
   return new RegistryError("BLOB_UNKNOWN", `blob ${digest} is not in repository '${repo}'`, {
     detail: { name: repo, digest },
   });
+}
+
+const chunkSize = 1024 * 1024;
+const freeBuffers: Buffer[] = [];
+
+function takeBuffer(): Buffer {
+  return freeBuffers.pop() ?? Buffer.allocUnsafeSlow(chunkSize);
+}
+
+function giveBuffer(b: Buffer): void {
+  if (freeBuffers.length < 32) freeBuffers.push(b);
+}
+
+/**
+ * Writes bytes [start, start + length) of a blob file to the response through two 1 MiB buffers from
+ * a small shared pool: the next read runs while the previous chunk is written, and no buffer is
+ * allocated (or left to the garbage collector) per chunk. A buffer returns to the pool only after
+ * the write that used it completed. (Node has no sendfile; this is the next best thing.)
+ */
+async function sendFile(ctx: Ctx, path: string, start: number, length: number): Promise<void> {
+  const fh = await open(path, "r");
+  const res = ctx.res;
+  ctx.respond = false;
+  res.statusCode = ctx.status;
+  for (const [k, v] of Object.entries(ctx.response.headers)) {
+    if (v !== undefined) res.setHeader(k, v as string | string[]);
+  }
+  res.setHeader("Content-Length", length);
+  const bufs = [takeBuffer(), takeBuffer()];
+  let closed = false;
+  // Resolves the write in flight; also called on close, so a write whose callback never comes cannot hang us.
+  let release: (() => void) | undefined;
+  const onClose = () => {
+    closed = true;
+    release?.();
+  };
+  res.once("close", onClose);
+  let writing: Promise<void> | undefined;
+  let clean = false;
+  try {
+    for (let done = 0, i = 0; done < length; i++) {
+      const buf = bufs[i % 2]!;
+      const n = Math.min(buf.length, length - done);
+      for (let got = 0; got < n; ) {
+        const { bytesRead } = await fh.read(buf, got, n - got, start + done + got);
+        if (bytesRead === 0) throw new Error(`blob file ${path} is shorter than recorded`);
+        got += bytesRead;
+      }
+      if (writing) await writing;
+      // The client went away: a write of ours may still hold a buffer, so neither goes back to the pool.
+      if (closed) return;
+      done += n;
+      const view = buf.subarray(0, n);
+      const last = done >= length;
+      writing = new Promise<void>((resolve) => {
+        release = resolve;
+        if (last) res.end(view, () => resolve());
+        else res.write(view, () => resolve());
+      });
+    }
+    await writing;
+    clean = !closed || res.writableFinished;
+  } catch (err) {
+    res.destroy(err as Error);
+  } finally {
+    res.off("close", onClose);
+    await fh.close();
+    if (clean) for (const b of bufs) giveBuffer(b);
+  }
 }
 
 export function blobHandlers({ stores, mirror }: AppDeps) {
@@ -55,10 +125,7 @@ export function blobHandlers({ stores, mirror }: AppDeps) {
       ctx.length = length;
       return;
     }
-    const blob = await registry.getBlob(repo, digest, range);
-    if (!blob) throw unknown(repo, digest);
-    ctx.body = blob.stream;
-    ctx.length = length;
+    await sendFile(ctx, registry.files.path(digest), range?.start ?? 0, length);
   }
 
   return {

@@ -172,13 +172,15 @@ export class Metadata {
     return this.q.reposWithBlob.all(digest) as string[];
   }
 
-  /** Records a durable, verified blob and makes it visible in `repo`. */
-  linkBlob(repo: string, digest: string, size: number): void {
+  /** Records a durable, verified blob and makes it visible in `repo` (ending `finishedUpload`'s session). */
+  linkBlob(repo: string, digest: string, size: number, finishedUpload?: string): void {
     const now = Date.now();
     this.db.transaction(() => {
       this.q.ensureRepo.run(repo, now);
       this.q.insertBlob.run(digest, size, now);
       this.q.linkBlob.run(repo, digest, now);
+      // The upload session that produced the blob ends in the same commit: one fsync, not two.
+      if (finishedUpload !== undefined) this.q.deleteUpload.run(finishedUpload);
     })();
   }
 

@@ -9,6 +9,8 @@ import type { LocalRegistry } from "../registry/local.ts";
 import type { BlobContent } from "../registry/registry.ts";
 
 const readChunk = 256 * 1024;
+/** Upstream bytes gathered into one write at most, while the previous write is under way. */
+const maxCoalesce = 4 * 1024 * 1024;
 
 /**
  * One upstream fetch of one blob, written to a staging file while it is hashed. Any number of
@@ -78,9 +80,17 @@ export class InflightBlob extends EventEmitter {
     this.emit("progress");
   }
 
+  /** Set once the content's digest is proven, which may be before the file is durable. */
+  verifiedContent = false;
+
+  verified(): void {
+    this.verifiedContent = true;
+    this.emit("progress");
+  }
+
   /** Bytes a reader may have now: all of them once verified, else all but the last. */
   available(): number {
-    if (this.done) return this.size;
+    if (this.done || this.verifiedContent) return this.size;
     return Math.max(0, Math.min(this.written, this.size - 1));
   }
 
@@ -224,9 +234,19 @@ export class BlobFetcher {
       fh = await open(path, "r+");
       blob.started(content.size, path);
       const hash = createHash(algorithm);
+      const file = fh;
+      // Chunks that arrive while the previous write is on disk go out together in one writev: no
+      // wait while the disk keeps up, few large writes (and large steps for the readers tailing the
+      // file) when it does not. At most one write is in flight; readers see bytes once written.
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      let received = 0;
+      let writing: Promise<void> | undefined;
+      const writeOut = (bufs: Buffer[], n: number, at: number): Promise<void> =>
+        file.writev(bufs, at).then(() => blob.progress(n));
       for await (const chunk of content.stream) {
         const buf = chunk as Buffer;
-        if (blob.written + buf.length > content.size) {
+        if (received + buf.length > content.size) {
           content.stream.destroy();
           throw new RegistryError(
             "BLOB_UNKNOWN",
@@ -237,9 +257,24 @@ export class BlobFetcher {
           );
         }
         hash.update(buf);
-        await fh.write(buf, 0, buf.length, blob.written);
-        blob.progress(buf.length);
+        pending.push(buf);
+        pendingBytes += buf.length;
+        received += buf.length;
+        if (writing === undefined || pendingBytes >= maxCoalesce) {
+          if (writing) await writing;
+          const bufs = pending;
+          const n = pendingBytes;
+          pending = [];
+          pendingBytes = 0;
+          writing = writeOut(bufs, n, received - n).finally(() => {
+            writing = undefined;
+          });
+          // Awaited later; a failure while the upstream also fails must not go unhandled meanwhile.
+          writing.catch(() => {});
+        }
       }
+      if (writing) await writing;
+      if (pendingBytes) await writeOut(pending, pendingBytes, received - pendingBytes);
       const actual = `${algorithm}:${hash.digest("hex")}`;
       if (blob.written !== content.size) {
         throw new RegistryError(
@@ -255,6 +290,9 @@ export class BlobFetcher {
           { status: 502 },
         );
       }
+      // The digest is proven: clients may have the last byte now. Making the file durable (fsync,
+      // rename, metadata) follows, and a later request is served from the blob store.
+      blob.verified();
       await fh.sync();
       await fh.close();
       fh = undefined;

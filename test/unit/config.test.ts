@@ -19,7 +19,14 @@ describe("config", () => {
   it("loads zot's example config unchanged, warning about what it does not implement", () => {
     const zot = {
       distSpecVersion: "1.1.0",
-      storage: { rootDirectory: "/tmp/zot", dedupe: true, gc: true, gcDelay: "1h", gcInterval: "24h" },
+      storage: {
+        rootDirectory: "/tmp/zot",
+        dedupe: true,
+        gc: true,
+        gcDelay: "1h",
+        gcInterval: "24h",
+        storageDriver: { name: "s3" },
+      },
       http: {
         address: "127.0.0.1",
         port: "8080",
@@ -36,7 +43,7 @@ describe("config", () => {
     const paths = warnings.map((w) => w.path);
     expect(paths).toEqual(
       expect.arrayContaining([
-        "storage.gc",
+        "storage.storageDriver",
         "http.auth.ldap",
         "log.audit",
         "extensions.search",
@@ -44,6 +51,7 @@ describe("config", () => {
       ]),
     );
     expect(paths).not.toContain("storage.dedupe");
+    expect(paths).not.toContain("storage.gc");
   });
   it("warns about unknown fields instead of failing", () => {
     const { warnings } = parseConfig({ storage: { rootDirectory: "/x", bogus: 1 } });
