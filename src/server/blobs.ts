@@ -28,8 +28,35 @@ function giveBuffer(b: Buffer): void {
  * allocated (or left to the garbage collector) per chunk. A buffer returns to the pool only after
  * the write that used it completed. (Node has no sendfile; this is the next best thing.)
  */
-async function sendFile(ctx: Ctx, path: string, start: number, length: number): Promise<void> {
-  const fh = await open(path, "r");
+/** A file still being written (a mirror fetch): how far it may be read, and a wait for more. */
+export interface GrowingFile {
+  available(): number;
+  /** Resolves at the next progress (more bytes, completion or failure). */
+  next(): Promise<void>;
+  failure(): Error | undefined;
+}
+
+async function openFirst(paths: string[]) {
+  let last: unknown;
+  for (const p of paths) {
+    try {
+      return await open(p, "r");
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}
+
+async function sendFile(
+  ctx: Ctx,
+  paths: string[],
+  start: number,
+  length: number,
+  growing?: GrowingFile,
+): Promise<void> {
+  const path = paths[0]!;
+  const fh = await openFirst(paths);
   const res = ctx.res;
   ctx.respond = false;
   res.statusCode = ctx.status;
@@ -51,7 +78,17 @@ async function sendFile(ctx: Ctx, path: string, start: number, length: number): 
   try {
     for (let done = 0, i = 0; done < length; i++) {
       const buf = bufs[i % 2]!;
-      const n = Math.min(buf.length, length - done);
+      let n = Math.min(buf.length, length - done);
+      if (growing) {
+        // Send what has been written and verified so far; wait when we have caught up.
+        while (growing.available() <= start + done) {
+          const failed = growing.failure();
+          if (failed) throw failed;
+          if (closed) return;
+          await growing.next();
+        }
+        n = Math.min(n, growing.available() - (start + done));
+      }
       for (let got = 0; got < n; ) {
         const { bytesRead } = await fh.read(buf, got, n - got, start + done + got);
         if (bytesRead === 0) throw new Error(`blob file ${path} is shorter than recorded`);
@@ -121,11 +158,10 @@ export function blobHandlers({ stores, mirror }: AppDeps) {
       return;
     }
     if (mirrored) {
-      ctx.body = mirrored.open(range);
-      ctx.length = length;
+      await sendFile(ctx, mirrored.paths, range?.start ?? 0, length, mirrored.growing);
       return;
     }
-    await sendFile(ctx, registry.files.path(digest), range?.start ?? 0, length);
+    await sendFile(ctx, [registry.files.path(digest)], range?.start ?? 0, length);
   }
 
   return {

@@ -25,6 +25,8 @@ export interface ByteRange {
 
 /** Upload sessions: data files in `uploads/`, one row each in SQLite, so status and resume survive a restart. */
 const touchEveryMs = 60_000;
+/** Socket chunks (about 64 KiB) gathered while a disk write is under way go out in one writev. */
+const writeBuffer = 4 * 1024 * 1024;
 
 export class Uploads {
   readonly dir: string;
@@ -116,7 +118,11 @@ export class Uploads {
         },
       });
       try {
-        await pipeline(body, counter, createWriteStream(this.file(id), { flags: "a" }));
+        await pipeline(
+          body,
+          counter,
+          createWriteStream(this.file(id), { flags: "a", highWaterMark: writeBuffer }),
+        );
       } catch (err) {
         this.hashes.delete(id);
         throw err;

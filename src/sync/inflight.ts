@@ -1,21 +1,19 @@
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { type FileHandle, open } from "node:fs/promises";
-import { Readable } from "node:stream";
 import type { Logger } from "pino";
 import { parseDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import type { LocalRegistry } from "../registry/local.ts";
 import type { BlobContent } from "../registry/registry.ts";
 
-const readChunk = 256 * 1024;
 /** Upstream bytes gathered into one write at most, while the previous write is under way. */
 const maxCoalesce = 4 * 1024 * 1024;
 
 /**
  * One upstream fetch of one blob, written to a staging file while it is hashed. Any number of
- * clients read the staging file as it grows; the last byte is held back until the digest is
- * proven, so no client ever receives the whole of a wrong blob.
+ * clients read the staging file as it grows (the server's sendFile with a GrowingFile); the last
+ * byte is held back until the digest is proven, so no client ever receives the whole of a wrong blob.
  */
 export class InflightBlob extends EventEmitter {
   written = 0;
@@ -92,90 +90,6 @@ export class InflightBlob extends EventEmitter {
   available(): number {
     if (this.done || this.verifiedContent) return this.size;
     return Math.max(0, Math.min(this.written, this.size - 1));
-  }
-
-  reader(range?: { start: number; end: number }): Readable {
-    return new TailReader(this, range);
-  }
-}
-
-class TailReader extends Readable {
-  private fh: FileHandle | undefined;
-  private pos: number;
-  private readonly end: number;
-  /** A pump is running (reading or waiting); Node may call _read again meanwhile. */
-  private pumping = false;
-
-  constructor(
-    private readonly blob: InflightBlob,
-    range?: { start: number; end: number },
-  ) {
-    super({ highWaterMark: readChunk });
-    this.pos = range?.start ?? 0;
-    this.end = range ? range.end + 1 : blob.size;
-  }
-
-  override async _construct(cb: (err?: Error | null) => void): Promise<void> {
-    try {
-      this.fh = await open(this.blob.stagingPath, "r");
-    } catch {
-      // The fetch finished and the file moved into the blob store between our checks.
-      try {
-        this.fh = await open(this.blob.finalPath, "r");
-      } catch (err) {
-        cb(err as Error);
-        return;
-      }
-    }
-    cb();
-  }
-
-  override _read(): void {
-    if (this.pumping) return;
-    this.pumping = true;
-    void this.pump().finally(() => {
-      this.pumping = false;
-    });
-  }
-
-  private async pump(): Promise<void> {
-    for (;;) {
-      if (this.pos >= this.end) {
-        this.push(null);
-        return;
-      }
-      if (this.blob.error) {
-        this.destroy(this.blob.error);
-        return;
-      }
-      const limit = Math.min(this.blob.available(), this.end);
-      if (this.pos < limit) {
-        const n = Math.min(readChunk, limit - this.pos);
-        const buf = Buffer.allocUnsafe(n);
-        try {
-          const { bytesRead } = await this.fh!.read(buf, 0, n, this.pos);
-          this.pos += bytesRead;
-          if (!this.push(bytesRead === n ? buf : buf.subarray(0, bytesRead))) return;
-        } catch (err) {
-          this.destroy(err as Error);
-          return;
-        }
-        continue;
-      }
-      await new Promise<void>((r) => this.blob.once("progress", () => r()));
-      if (this.destroyed) return;
-    }
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    const fh = this.fh;
-    this.fh = undefined;
-    if (fh)
-      fh.close().then(
-        () => cb(err),
-        () => cb(err),
-      );
-    else cb(err);
   }
 }
 

@@ -1,4 +1,3 @@
-import type { Readable } from "node:stream";
 import type { Logger } from "pino";
 import type { SyncConfig, SyncRegistryConfig } from "../config/config.ts";
 import { isDigest } from "../oci/digest.ts";
@@ -33,7 +32,14 @@ export interface UpstreamHealth {
 
 export interface MirroredBlob {
   size: number;
-  open(range?: { start: number; end: number }): Readable;
+  /** Where its bytes are: the staging file while the fetch runs, then the blob store. */
+  paths: string[];
+  /** How far the file may be read (verified bytes only), and a wait for more. */
+  growing: {
+    available(): number;
+    next(): Promise<void>;
+    failure(): Error | undefined;
+  };
 }
 
 interface Negative {
@@ -361,7 +367,15 @@ export class Mirror {
       throw this.blobError(localRepo, digest, err);
     }
     if (!found) return undefined;
-    return { size: flight.size, open: (range) => flight.reader(range) };
+    return {
+      size: flight.size,
+      paths: [flight.stagingPath, flight.finalPath],
+      growing: {
+        available: () => flight.available(),
+        next: () => new Promise<void>((r) => flight.once("progress", () => r())),
+        failure: () => flight.error,
+      },
+    };
   }
 
   /** Total size of a blob the local store lacks, or undefined. Uses the in-flight fetch when there is one. */
