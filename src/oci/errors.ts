@@ -38,6 +38,11 @@ const defaultStatus: Record<ErrorCode, number> = {
   INTERNAL_ERROR: 500,
 };
 
+/** Whether a string is one of the codes above (e.g. in another registry's error body). */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(defaultStatus, code);
+}
+
 /** A failure that maps onto the spec's error body `{"errors":[{code,message,detail}]}`. */
 export class RegistryError extends Error {
   readonly code: ErrorCode;

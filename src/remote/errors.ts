@@ -1,23 +1,4 @@
-import { type ErrorCode, RegistryError } from "../oci/errors.ts";
-
-const knownCodes = new Set<string>([
-  "BLOB_UNKNOWN",
-  "BLOB_UPLOAD_INVALID",
-  "BLOB_UPLOAD_UNKNOWN",
-  "DIGEST_INVALID",
-  "MANIFEST_BLOB_UNKNOWN",
-  "MANIFEST_INVALID",
-  "MANIFEST_UNKNOWN",
-  "NAME_INVALID",
-  "NAME_UNKNOWN",
-  "SIZE_INVALID",
-  "UNAUTHORIZED",
-  "DENIED",
-  "UNSUPPORTED",
-  "TOOMANYREQUESTS",
-  "RANGE_INVALID",
-  "PAGINATION_NUMBER_INVALID",
-]);
+import { type ErrorCode, isErrorCode, RegistryError } from "../oci/errors.ts";
 
 /**
  * A failure talking to another registry: what it answered (its spec error code when it sent one)
@@ -71,7 +52,10 @@ export function parseErrorBody(text: string): { code?: ErrorCode; message?: stri
     const first = doc?.errors?.[0];
     if (!first) return {};
     const out: { code?: ErrorCode; message?: string; detail?: unknown } = {};
-    if (typeof first.code === "string" && knownCodes.has(first.code)) out.code = first.code as ErrorCode;
+    // INTERNAL_ERROR is ours to give; an upstream's 500 says UNKNOWN or nothing useful.
+    if (typeof first.code === "string" && first.code !== "INTERNAL_ERROR" && isErrorCode(first.code)) {
+      out.code = first.code;
+    }
     if (typeof first.message === "string") out.message = first.message;
     if (first.detail !== undefined) out.detail = first.detail;
     return out;
