@@ -8,14 +8,14 @@ import { LocalRegistry } from "../../src/registry/local.ts";
 import { RemoteRegistry, type RemoteRegistryOptions } from "../../src/remote/remote.ts";
 import { type BuiltLayout, buildImageLayout, MiB } from "../fixtures/images.ts";
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
-import { type FaultProxy, type FaultRule, startFaultProxy } from "../helpers/fault-proxy.ts";
+import { type FaultRule, RegistryProxy } from "../helpers/registry-proxy.ts";
 import { hasTool } from "../helpers/tools.ts";
 
 const haveTools = hasTool("docker-registry");
 
 let work: string;
 let dist: RunningDistribution;
-let proxy: FaultProxy;
+let proxy: RegistryProxy;
 let image: BuiltLayout;
 let bigLayer: string;
 let n = 0;
@@ -48,7 +48,7 @@ describe.skipIf(!haveTools)("copies through a faulty upstream never keep a wrong
       { registry: direct, repo: "lib/app", tags: ["v1"] },
     );
     await direct.close();
-    proxy = await startFaultProxy(dist.url);
+    proxy = await RegistryProxy.start(dist.url);
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -57,7 +57,7 @@ describe.skipIf(!haveTools)("copies through a faulty upstream never keep a wrong
   });
   afterEach(() => {
     proxy.setRules([]);
-    proxy.log.length = 0;
+    proxy.clear();
   });
 
   async function copyWith(rules: FaultRule[], opts: Partial<RemoteRegistryOptions> = {}, retries = 3) {
@@ -182,7 +182,7 @@ describe.skipIf(!haveTools)("copies through a faulty upstream never keep a wrong
       proxy.setRules([]);
       const badSrc = through();
       const plainDest = new RemoteRegistry({ urls: [dist.url], ...fast });
-      const srcProxy = await startFaultProxy(dist.url, [
+      const srcProxy = await RegistryProxy.start(dist.url, [
         { method: "GET", path: blobPath(bigLayer), fault: { kind: "corrupt" } },
       ]);
       const corrupting = new RemoteRegistry({ urls: [srcProxy.url], ...fast });

@@ -8,8 +8,8 @@ import { bigDigest, bigStream } from "../helpers/bigdata.ts";
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
 import { ociManifest, pushBlob, pushImage, sha256 } from "../helpers/push.ts";
+import { RegistryProxy } from "../helpers/registry-proxy.ts";
 import { hasTool } from "../helpers/tools.ts";
-import { UpstreamProxy } from "../helpers/upstream-proxy.ts";
 
 const MiB = 1024 * 1024;
 
@@ -84,13 +84,12 @@ async function assertStoreIntact(k: RunningKagami): Promise<void> {
 
 describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distribution upstream", () => {
   let upstream: RunningDistribution;
-  let proxy: UpstreamProxy;
+  let proxy: RegistryProxy;
   let mirror: RunningKagami;
 
   beforeAll(async () => {
     upstream = await startDistribution();
-    proxy = new UpstreamProxy(upstream.url);
-    await proxy.start();
+    proxy = await RegistryProxy.start(upstream.url);
     mirror = await startKagami({
       config: {
         extensions: {
@@ -140,7 +139,7 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
     const cfg = Buffer.from('{"architecture":"amd64","os":"linux"}');
     const config = await pushBlob(upstream.url, "big/image", cfg);
     await pushManifest(upstream.url, "big/image", "latest", config, cfg.length, [[layer, 100 * MiB]]);
-    proxy.reset();
+    proxy.clear();
     const pulls = Array.from({ length: 32 }, async () => {
       const m = await fetch(`${mirror.url}/v2/big/image/manifests/latest`);
       expect(m.status).toBe(200);
@@ -163,7 +162,7 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
   it("streams the first bytes of a big layer long before the upstream has sent it all", async () => {
     const size = 24 * MiB;
     const layer = await pushBig(upstream.url, "slow/image", size);
-    proxy.fault = (r) => (r.path.includes(layer) ? { kind: "slow", bytesPerSecond: 12 * MiB } : undefined);
+    proxy.setRules([{ path: layer, fault: { kind: "slow", bytesPerSecond: 12 * MiB } }]);
     try {
       const res = await fetch(`${mirror.url}/v2/slow/image/blobs/uploads/?mount=${layer}`, {
         method: "POST",
@@ -181,14 +180,14 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
       for (let r = await reader.read(); !r.done; r = await reader.read()) hash.update(r.value);
       expect(`sha256:${hash.digest("hex")}`).toBe(layer);
     } finally {
-      proxy.fault = undefined;
+      proxy.setRules([]);
     }
   }, 60_000);
 
   it("keeps fetching into the cache when the client that started the fetch goes away", async () => {
     const size = 16 * MiB;
     const layer = await pushBig(upstream.url, "gone/client", size);
-    proxy.fault = (r) => (r.path.includes(layer) ? { kind: "slow", bytesPerSecond: 16 * MiB } : undefined);
+    proxy.setRules([{ path: layer, fault: { kind: "slow", bytesPerSecond: 16 * MiB } }]);
     try {
       const ac = new AbortController();
       const res = await fetch(`${mirror.url}/v2/gone/client/blobs/${layer}`, { signal: ac.signal });
@@ -201,7 +200,7 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
       expect(await digestOfResponse(again)).toBe(layer);
       expect(proxy.count("GET", `/blobs/${layer}`)).toBe(1);
     } finally {
-      proxy.fault = undefined;
+      proxy.setRules([]);
     }
   }, 30_000);
 
@@ -225,7 +224,7 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
     // A corrupted body can only fail; a truncated one may be resumed with a Range request and
     // recover. Either way a client never receives the whole of a wrong blob.
     for (const fault of [{ kind: "corrupt" as const }, { kind: "truncate" as const, afterBytes: MiB }]) {
-      proxy.fault = (r) => (r.path.includes(d) && r.method === "GET" ? fault : undefined);
+      proxy.setRules([{ method: "GET", path: d, fault }]);
       const res = await fetch(`${mirror.url}/v2/lib/faulty/blobs/${d}`).catch((e: Error) => e);
       let body: Buffer | undefined;
       if (!(res instanceof Error) && res.status === 200) {
@@ -239,7 +238,7 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
       if (fault.kind === "corrupt")
         expect(body, "a corrupted upstream body must not be served whole").toBeUndefined();
       if (body) expect(sha256(body)).toBe(d);
-      proxy.fault = undefined;
+      proxy.setRules([]);
       await new Promise((r) => setTimeout(r, 300));
       if (fault.kind === "corrupt") {
         // Nothing of it was kept.
@@ -253,12 +252,12 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
   });
 
   it("names the upstream and its failure on a miss, and serves cached content when upstream is down", async () => {
-    proxy.fault = (r) => (r.path.includes("/lib/broken/") ? { kind: "status", status: 500 } : undefined);
+    proxy.setRules([{ path: "/lib/broken/", fault: { kind: "status", status: 500 } }]);
     const miss = await fetch(`${mirror.url}/v2/lib/broken/manifests/v1`);
     expect(miss.status).toBe(502);
     const body = (await miss.json()) as { errors: { message: string }[] };
     expect(body.errors[0]!.message).toContain(proxy.url);
-    proxy.fault = undefined;
+    proxy.setRules([]);
 
     const notThere = await fetch(`${mirror.url}/v2/lib/absent/manifests/v9`);
     expect(notThere.status).toBe(404);
@@ -275,7 +274,7 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
 
     // Let the prefetch of lib/app finish, then take the upstream away.
     await new Promise((r) => setTimeout(r, 2500));
-    proxy.goDown();
+    proxy.down = true;
     try {
       const m = await fetch(`${mirror.url}/v2/lib/app/manifests/v1`);
       expect(m.status).toBe(200);
