@@ -7,6 +7,7 @@ import { MediaType } from "../oci/mediatypes.ts";
 import { assertValidName } from "../oci/names.ts";
 import { parseReference, type Reference } from "../oci/reference.ts";
 import { BlobFiles } from "../store/blob-files.ts";
+import { ByteLru } from "../store/byte-lru.ts";
 import { collectGarbage, type GcResult } from "../store/gc.ts";
 import { type ManifestRow, Metadata } from "../store/metadata.ts";
 import { Uploads } from "../store/uploads.ts";
@@ -20,37 +21,9 @@ import type {
 } from "./registry.ts";
 
 /**
- * Recently served manifest bytes by digest. Content-addressed bytes never change, so a hit is always
- * right (the metadata lookup before it still decides whether the manifest exists in the repository);
- * bounded by the bytes held, least recently used evicted first.
+ * Recently served manifest bytes by digest. The metadata lookup before it still decides whether the
+ * manifest exists in the repository, so a deleted manifest is never served from it.
  */
-export class ByteLru {
-  private readonly map = new Map<string, Buffer>();
-  private bytes = 0;
-
-  constructor(private readonly maxBytes: number) {}
-
-  get(key: string): Buffer | undefined {
-    const v = this.map.get(key);
-    if (v) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
-  }
-
-  set(key: string, value: Buffer): void {
-    if (value.length > this.maxBytes / 4 || this.map.has(key)) return;
-    this.map.set(key, value);
-    this.bytes += value.length;
-    for (const [k, v] of this.map) {
-      if (this.bytes <= this.maxBytes) break;
-      this.map.delete(k);
-      this.bytes -= v.length;
-    }
-  }
-}
-
 const manifestCache = new ByteLru(16 * 1024 * 1024);
 
 /** Which repositories the caller may read; auto-mount must not reveal content of others. */

@@ -1,5 +1,6 @@
-import { open } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { RegistryError } from "../oci/errors.ts";
+import { ByteLru } from "../store/byte-lru.ts";
 import type { MirroredBlob } from "../sync/mirror.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { emptyResponse, setHeaders } from "./context.ts";
@@ -12,6 +13,22 @@ function unknown(repo: string, digest: string): RegistryError {
 }
 
 const chunkSize = 1024 * 1024;
+
+/**
+ * Small blobs (configs, small layers) are served from memory once read: for them the file's open,
+ * read and close cost more than sending the bytes. Up to one read buffer each, 16 MiB in all.
+ */
+const smallBlobMax = chunkSize;
+const smallBlobs = new ByteLru(16 * 1024 * 1024);
+
+async function smallBlob(path: string, digest: string, size: number): Promise<Buffer> {
+  const cached = smallBlobs.get(digest);
+  if (cached) return cached;
+  const bytes = await readFile(path);
+  if (bytes.length !== size) throw new Error(`blob file ${path} holds ${bytes.length} bytes, not ${size}`);
+  smallBlobs.set(digest, bytes);
+  return bytes;
+}
 const freeBuffers: Buffer[] = [];
 
 function takeBuffer(): Buffer {
@@ -161,7 +178,13 @@ export function blobHandlers({ stores, mirror }: AppDeps) {
       await sendFile(ctx, mirrored.paths, range?.start ?? 0, length, mirrored.growing);
       return;
     }
-    await sendFile(ctx, [registry.files.path(digest)], range?.start ?? 0, length);
+    const path = registry.files.path(digest);
+    if (size <= smallBlobMax) {
+      const bytes = await smallBlob(path, digest, size);
+      ctx.body = range ? bytes.subarray(range.start, range.end + 1) : bytes;
+      return;
+    }
+    await sendFile(ctx, [path], range?.start ?? 0, length);
   }
 
   return {

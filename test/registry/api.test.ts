@@ -232,12 +232,17 @@ describe("blobs and uploads", () => {
   });
 
   it("keeps blobs per repository and deletes links, not shared content", async () => {
-    const d = await pushBlob(url, "b/one", randomBytes(50));
+    const data = randomBytes(50);
+    const d = await pushBlob(url, "b/one", data);
     expect((await fetch(`${url}/v2/b/two/blobs/${d}`, { method: "HEAD" })).status).toBe(404);
     await fetch(`${url}/v2/b/two/blobs/uploads/?mount=${d}&from=b/one`, { method: "POST" });
+    // Served once, so the bytes sit in the small-blob cache: the delete must still win over it.
+    expect(Buffer.from(await (await fetch(`${url}/v2/b/one/blobs/${d}`)).arrayBuffer())).toEqual(data);
     expect((await fetch(`${url}/v2/b/one/blobs/${d}`, { method: "DELETE" })).status).toBe(202);
     expect((await fetch(`${url}/v2/b/one/blobs/${d}`, { method: "HEAD" })).status).toBe(404);
+    expect(await errorCode(await fetch(`${url}/v2/b/one/blobs/${d}`))).toBe("BLOB_UNKNOWN");
     expect((await fetch(`${url}/v2/b/two/blobs/${d}`, { method: "HEAD" })).status).toBe(200);
+    expect(Buffer.from(await (await fetch(`${url}/v2/b/two/blobs/${d}`)).arrayBuffer())).toEqual(data);
     const again = await fetch(`${url}/v2/b/one/blobs/${d}`, { method: "DELETE" });
     expect(await errorCode(again)).toBe("BLOB_UNKNOWN");
   });
