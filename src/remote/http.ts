@@ -188,7 +188,7 @@ export class HttpClient {
   }
 
   private async sendAuthed(origin: string, req: HttpRequest, replayable: boolean): Promise<HttpResponse> {
-    let auth = await this.authorization(origin, req.scopes, false, req.signal);
+    let auth = await this.authorization(origin, req.scopes, undefined, req.signal);
     let res = await this.raw(origin, req, auth);
     if (res.status !== 401) return res;
     const challenges = parseChallenges(res.headers["www-authenticate"]);
@@ -202,7 +202,7 @@ export class HttpClient {
     if (challenge.params.scope) {
       for (const s of challenge.params.scope.split(" ")) if (s && !scopes.includes(s)) scopes.push(s);
     }
-    const fresh = await this.authorization(origin, scopes, true, req.signal);
+    const fresh = await this.authorization(origin, scopes, auth ?? "", req.signal);
     if (fresh === undefined || fresh === auth) return res;
     await res.body.dump().catch(() => {});
     auth = fresh;
@@ -210,11 +210,15 @@ export class HttpClient {
     return res;
   }
 
-  /** The Authorization header for `scopes` on `origin` from what its last challenge asked for. */
+  /**
+   * The Authorization header for `scopes` on `origin` from what its last challenge asked for.
+   * `rejected` is the header a 401 answered (empty when none was sent): a cached token other than
+   * that one, fetched meanwhile by a concurrent request, is used rather than fetching yet another.
+   */
   private async authorization(
     origin: string,
     scopes: string[],
-    refresh: boolean,
+    rejected: string | undefined,
     signal?: AbortSignal,
   ): Promise<string | undefined> {
     const challenge = this.challenges.get(origin);
@@ -231,7 +235,8 @@ export class HttpClient {
     const service = challenge.params.service ?? "";
     const key = `${realm}|${service}|${[...scopes].sort().join(" ")}|${creds?.username ?? ""}`;
     const cached = this.tokens.get(key);
-    if (!refresh && cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+    if (cached && cached.expiresAt > Date.now() && `Bearer ${cached.token}` !== rejected)
+      return `Bearer ${cached.token}`;
     this.tokens.delete(key);
     let pending = this.pendingTokens.get(key);
     if (!pending) {
