@@ -59,6 +59,7 @@ function quiet(flags: ParsedFlags): boolean {
 /** `kagami import FILE|DIR`. */
 export async function importCommand(argv: string[]): Promise<number> {
   let opener: ReturnType<typeof localOpener> | undefined;
+  let closeSource: (() => Promise<void> | undefined) | undefined;
   try {
     const { flags, positionals } = parseFlags(argv, importFlags);
     if (flags.help) {
@@ -70,9 +71,9 @@ export async function importCommand(argv: string[]): Promise<number> {
     const path = positionals[0]!.replace(/^oci(-archive)?:/, "");
     const st = await stat(path).catch(() => undefined);
     if (!st) throw new UsageError(`${path} does not exist`);
-    const source: LayoutBase = st.isDirectory()
-      ? await OciLayout.open(path)
-      : await OciArchiveReader.open(path);
+    const archive = st.isDirectory() ? undefined : await OciArchiveReader.open(path);
+    closeSource = () => archive?.close();
+    const source: LayoutBase = archive ?? (await OciLayout.open(path));
     const repoFlag = typeof flags.repo === "string" ? flags.repo : undefined;
     if (repoFlag !== undefined && !isValidName(repoFlag))
       throw new UsageError(`--repo '${repoFlag}' is not a valid repository name`);
@@ -121,6 +122,7 @@ export async function importCommand(argv: string[]): Promise<number> {
   } catch (err) {
     return reportError("import", err);
   } finally {
+    await closeSource?.();
     await opener?.close();
   }
 }

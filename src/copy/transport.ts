@@ -197,7 +197,7 @@ export async function openEndpoint(
           tags: [],
           name,
           commit: noop,
-          close: noop,
+          close: () => reader.close(),
         };
       }
       const writer = await OciArchiveWriter.create(t.path);

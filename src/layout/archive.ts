@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { type FileHandle, mkdtemp, open, readFile, rename, rm, unlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
 import { pack as tarPack } from "tar-stream";
 import { RegistryError } from "../oci/errors.ts";
 import { MediaType } from "../oci/mediatypes.ts";
@@ -76,12 +78,6 @@ export async function indexTar(fh: FileHandle, file: string): Promise<Map<string
     const { bytesRead } = await fh.read(header, 0, block, pos);
     if (bytesRead < block) break;
     if (header.every((b) => b === 0)) break;
-    if (pos === 0 && header[0] === 0x1f && header[1] === 0x8b) {
-      throw new RegistryError(
-        "UNSUPPORTED",
-        `${file} is gzip-compressed; an oci-archive is a plain tar (gunzip it first)`,
-      );
-    }
     const sum = tarNumber(header, 148, 8);
     let check = 0;
     for (let i = 0; i < block; i++) check += i >= 148 && i < 156 ? 32 : header[i]!;
@@ -126,11 +122,19 @@ export class OciArchiveReader extends LayoutBase {
   private constructor(
     readonly file: string,
     private readonly entries: Map<string, TarEntry>,
+    /** The tar read: the file itself, or its decompressed copy. */
+    private readonly tarPath: string,
+    private readonly tmpDir?: string,
   ) {
     super();
     this.description = `oci-archive ${file}`;
   }
 
+  /**
+   * Opens an archive. A gzip-compressed one (`.tar.gz`, as archives are often carried) is first
+   * decompressed into a temporary file under the system's temporary directory (`TMPDIR`), since
+   * blobs are read from their offsets; `close()` removes it.
+   */
   static async open(file: string): Promise<OciArchiveReader> {
     let fh: FileHandle;
     try {
@@ -138,25 +142,53 @@ export class OciArchiveReader extends LayoutBase {
     } catch (err) {
       throw new RegistryError("NAME_UNKNOWN", `cannot open archive ${file}: ${(err as Error).message}`);
     }
+    let tarFile = file;
+    let tmpDir: string | undefined;
     let entries: Map<string, TarEntry>;
     try {
+      const magic = Buffer.alloc(2);
+      await fh.read(magic, 0, 2, 0);
+      if (magic[0] === 0x1f && magic[1] === 0x8b) {
+        await fh.close();
+        tmpDir = await mkdtemp(join(tmpdir(), "kagami-archive-"));
+        tarFile = join(tmpDir, "archive.tar");
+        try {
+          await pipeline(createReadStream(file), createGunzip(), createWriteStream(tarFile));
+        } catch (err) {
+          await rm(tmpDir, { recursive: true, force: true });
+          throw new RegistryError(
+            "MANIFEST_INVALID",
+            `${file} looks gzip-compressed but could not be decompressed into ${tmpDir}: ${(err as Error).message}`,
+          );
+        }
+        fh = await open(tarFile, "r");
+      }
       entries = await indexTar(fh, file);
+    } catch (err) {
+      if (tmpDir) await rm(tmpDir, { recursive: true, force: true });
+      throw err;
     } finally {
-      await fh.close();
+      await fh.close().catch(() => {});
     }
     if (!entries.has("oci-layout") || !entries.has("index.json")) {
+      if (tmpDir) await rm(tmpDir, { recursive: true, force: true });
       throw new RegistryError(
         "MANIFEST_INVALID",
         `${file} is not an oci-archive: it lacks ${entries.has("oci-layout") ? "index.json" : "oci-layout"}`,
       );
     }
-    return new OciArchiveReader(file, entries);
+    return new OciArchiveReader(file, entries, tarFile, tmpDir);
+  }
+
+  /** Removes the decompressed copy of a gzip-compressed archive, if one was made. */
+  async close(): Promise<void> {
+    if (this.tmpDir) await rm(this.tmpDir, { recursive: true, force: true });
   }
 
   private async readEntry(name: string): Promise<Buffer> {
     const e = this.entries.get(name)!;
     const chunks: Buffer[] = [];
-    for await (const c of createReadStream(this.file, { start: e.offset, end: e.offset + e.size - 1 })) {
+    for await (const c of createReadStream(this.tarPath, { start: e.offset, end: e.offset + e.size - 1 })) {
       chunks.push(c as Buffer);
     }
     return Buffer.concat(chunks);
@@ -179,10 +211,10 @@ export class OciArchiveReader extends LayoutBase {
 
   protected openBlob(digest: string, range?: { start: number; end: number }): Readable {
     const e = this.entries.get(blobRelPath(digest))!;
-    if (e.size === 0) return createReadStream(this.file, { start: 1, end: 0 });
+    if (e.size === 0) return createReadStream(this.tarPath, { start: 1, end: 0 });
     const start = e.offset + (range?.start ?? 0);
     const end = e.offset + (range ? range.end : e.size - 1);
-    return createReadStream(this.file, { start, end });
+    return createReadStream(this.tarPath, { start, end });
   }
 }
 

@@ -1,10 +1,12 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createReadStream, createWriteStream, existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
+import { createGzip } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { copyCommand } from "../../src/cli/copy.ts";
 import { exportCommand, importCommand } from "../../src/cli/import-export.ts";
@@ -176,10 +178,35 @@ describe.skipIf(!haveTools)("kagami copy, import and export", () => {
     );
     expect((await cli(importCommand, "--root", rootB, "--repo", "from/skopeo", skopeoArchive)).code).toBe(0);
 
+    // Archives are often gzipped for the trip; the decompressed copy goes to TMPDIR and is removed.
+    const gz = join(work, "export.tar.gz");
+    await pipeline(createReadStream(out), createGzip(), createWriteStream(gz));
+    const scratch = join(work, "tmp");
+    await mkdir(scratch, { recursive: true });
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = scratch;
+    try {
+      const impGz = await cli(importCommand, "--root", rootB, "--repo", "from/gzip", gz);
+      expect(impGz.code, impGz.stderr).toBe(0);
+      const copied = await cli(
+        copyCommand,
+        "--all",
+        "-q",
+        `oci-archive:${gz}:team/app:1`,
+        `oci:${join(work, "from-gz")}:x`,
+      );
+      expect(copied.code, copied.stderr).toBe(0);
+    } finally {
+      process.env.TMPDIR = savedTmp;
+    }
+    expect(await readdir(scratch)).toEqual([]);
+    expect(await skopeoDigest(`oci:${join(work, "from-gz")}:x`)).toBe(image.digest);
+
     const store = await LocalRegistry.open(rootB);
     try {
       expect((await store.getManifest("team/app", "1"))?.digest).toBe(image.digest);
       expect((await store.getManifest("from/skopeo", "v9"))?.digest).toBe(image.digest);
+      expect((await store.getManifest("from/gzip", "1"))?.digest).toBe(image.digest);
     } finally {
       store.close();
     }
