@@ -197,7 +197,8 @@ describe.skipIf(!haveTools)("kagami copy, import and export", () => {
       );
       expect(copied.code, copied.stderr).toBe(0);
     } finally {
-      process.env.TMPDIR = savedTmp;
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
     }
     expect(await readdir(scratch)).toEqual([]);
     expect(await skopeoDigest(`oci:${join(work, "from-gz")}:x`)).toBe(image.digest);
