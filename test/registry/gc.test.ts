@@ -13,7 +13,7 @@ describe("garbage collection", () => {
   const blobFile = (d: string) => join(k.rootDir, "data", "blobs", "sha256", d.slice(7, 9), d.slice(7));
 
   beforeAll(async () => {
-    k = await startKagami({ config: { storage: { gc: true, gcDelay: "1s", gcInterval: "24h" } } });
+    k = await startKagami({ config: { storage: { gc: true, gcDelay: "4s", gcInterval: "24h" } } });
   });
   afterAll(async () => {
     await k?.destroy();
@@ -26,13 +26,15 @@ describe("garbage collection", () => {
     expect(
       (await fetch(`${k.url}/v2/gc/old/manifests/${deletedImage.digest}`, { method: "DELETE" })).status,
     ).toBe(202);
-    await new Promise((r) => setTimeout(r, 1200));
+    // Past gcDelay for what came before; the young blob keeps a margin of gcDelay for the CLI's
+    // start-up, which takes over a second on a loaded machine.
+    await new Promise((r) => setTimeout(r, 4200));
     const young = await pushBlob(k.url, "gc/app", Buffer.from("pushed just now, manifest to follow"));
 
     const cfg = join(k.rootDir, "gc-cli.json");
     writeFileSync(
       cfg,
-      JSON.stringify({ storage: { rootDirectory: join(k.rootDir, "data"), gcDelay: "1s" } }),
+      JSON.stringify({ storage: { rootDirectory: join(k.rootDir, "data"), gcDelay: "4s" } }),
     );
     const out = await run(process.execPath, [kagamiBin, "gc", "--config", cfg]);
     expect(out.stdout).toMatch(/blobs removed/);
