@@ -155,7 +155,6 @@ export class OciArchiveReader extends LayoutBase {
         try {
           await pipeline(createReadStream(file), createGunzip(), createWriteStream(tarFile));
         } catch (err) {
-          await rm(tmpDir, { recursive: true, force: true });
           throw new RegistryError(
             "MANIFEST_INVALID",
             `${file} looks gzip-compressed but could not be decompressed into ${tmpDir}: ${(err as Error).message}`,
