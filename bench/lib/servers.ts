@@ -129,6 +129,8 @@ export interface KagamiLaunch {
   extraConfig?: Record<string, unknown>;
   /** Write a V8 CPU profile (node --cpu-prof) into this directory when the server stops. */
   cpuProfDir?: string;
+  /** More options for `node`, e.g. V8 flags to try. */
+  nodeArgs?: string[];
 }
 
 export function kagamiConfig(dataDir: string, port: number, extra: Record<string, unknown> = {}) {
@@ -147,7 +149,10 @@ export async function startKagami(opts: KagamiLaunch): Promise<Server> {
   const port = await freePort();
   const configPath = join(dir, "config.json");
   await writeFile(configPath, JSON.stringify(kagamiConfig(dataDir, port, opts.extraConfig), null, 2));
-  const nodeArgs = opts.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir] : [];
+  const nodeArgs = [
+    ...(opts.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", opts.cpuProfDir] : []),
+    ...(opts.nodeArgs ?? []),
+  ];
   const bin = join(opts.root, "dist/cli/main.js");
   return launch(
     "kagami",
