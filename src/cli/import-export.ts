@@ -59,7 +59,7 @@ function quiet(flags: ParsedFlags): boolean {
 /** `kagami import FILE|DIR`. */
 export async function importCommand(argv: string[]): Promise<number> {
   let opener: ReturnType<typeof localOpener> | undefined;
-  let closeSource: (() => Promise<void> | undefined) | undefined;
+  let archive: OciArchiveReader | undefined;
   try {
     const { flags, positionals } = parseFlags(argv, importFlags);
     if (flags.help) {
@@ -71,8 +71,7 @@ export async function importCommand(argv: string[]): Promise<number> {
     const path = positionals[0]!.replace(/^oci(-archive)?:/, "");
     const st = await stat(path).catch(() => undefined);
     if (!st) throw new UsageError(`${path} does not exist`);
-    const archive = st.isDirectory() ? undefined : await OciArchiveReader.open(path);
-    closeSource = () => archive?.close();
+    if (!st.isDirectory()) archive = await OciArchiveReader.open(path);
     const source: LayoutBase = archive ?? (await OciLayout.open(path));
     const repoFlag = typeof flags.repo === "string" ? flags.repo : undefined;
     if (repoFlag !== undefined && !isValidName(repoFlag))
@@ -122,7 +121,7 @@ export async function importCommand(argv: string[]): Promise<number> {
   } catch (err) {
     return reportError("import", err);
   } finally {
-    await closeSource?.();
+    await archive?.close();
     await opener?.close();
   }
 }

@@ -29,6 +29,7 @@ async function smallBlob(path: string, digest: string, size: number): Promise<Bu
   smallBlobs.set(digest, bytes);
   return bytes;
 }
+
 const freeBuffers: Buffer[] = [];
 
 function takeBuffer(): Buffer {
