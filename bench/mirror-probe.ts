@@ -7,11 +7,18 @@
  *   npx tsx bench/mirror-probe.ts [--size-mib 1024] [--reps 3]
  *       [--kagami DIR[::NODE_FLAGS]]...    Kagami checkouts to compare (default: this one)
  *       [--no-distribution]                 leave distribution's pull-through cache out
+ *       [--prewarm-mib N]                   write and delete N MiB before each run (see below)
  *
  * e.g. `--kagami . --kagami .::--initial-old-space-size=128` compares a V8 flag. Each Kagami
  * checkout must be built (`npm run build`). Needs docker-registry and curl.
+ *
+ * On a VM whose host takes back the guest's free memory, the first write to fresh page cache costs
+ * 1–2.5 s per GiB (dd shows it), and a mirror that stores what it serves pays it on the pull.
+ * `--prewarm-mib` writes and deletes a file before each run, so that every mirror writes into page
+ * frames the guest was just using; system CPU per run is printed beside user CPU to see it.
  */
 import { spawn } from "node:child_process";
+import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -19,7 +26,7 @@ import { parseArgs } from "node:util";
 import { BlobSource } from "./lib/blobs.ts";
 import { Client } from "./lib/http.ts";
 import { pushBlobMonolithic } from "./lib/ops.ts";
-import { cpuSeconds } from "./lib/proc.ts";
+import { cpuSeconds, cpuSplit } from "./lib/proc.ts";
 import { mirrorExtension, type Server, startDistribution, startKagami, stopAll } from "./lib/servers.ts";
 import { log, MiB, median } from "./lib/util.ts";
 
@@ -29,6 +36,7 @@ const { values: args } = parseArgs({
     reps: { type: "string", default: "3" },
     kagami: { type: "string", multiple: true },
     "no-distribution": { type: "boolean", default: false },
+    "prewarm-mib": { type: "string", default: "0" },
   },
 });
 
@@ -65,6 +73,17 @@ async function curlTime(url: string): Promise<number> {
   return performance.now() - started;
 }
 
+/** Writes `mib` MiB to a file and deletes it: the freed page frames are warm for the next writer. */
+function prewarm(dir: string, mib: number): void {
+  if (mib <= 0) return;
+  const path = join(dir, "prewarm");
+  const fd = openSync(path, "w");
+  const buf = Buffer.alloc(4 * MiB, 1);
+  for (let i = 0; i < mib / 4; i++) writeSync(fd, buf);
+  closeSync(fd);
+  unlinkSync(path);
+}
+
 async function main(): Promise<void> {
   const size = Number(args["size-mib"]) * MiB;
   const reps = Number(args.reps);
@@ -90,6 +109,8 @@ async function main(): Promise<void> {
       for (let i = 0; i < variants.length; i++) {
         const v = variants[(i + rep) % variants.length]!;
         const mirror = await v.start(workDir, upstream.url);
+        prewarm(workDir, Number(args["prewarm-mib"]));
+        const split0 = cpuSplit(mirror.pid);
         const cpu0 = cpuSeconds(mirror.pid) ?? 0;
         const up0 = cpuSeconds(upstream.pid) ?? 0;
         const ms = await curlTime(mirror.url + path);
@@ -99,8 +120,13 @@ async function main(): Promise<void> {
           up: (cpuSeconds(upstream.pid) ?? 0) - up0,
         };
         rows.get(v.label)!.push(sample);
+        const split1 = cpuSplit(mirror.pid);
+        const split =
+          split0 && split1
+            ? ` (user ${(split1.user - split0.user).toFixed(2)}, sys ${(split1.sys - split0.sys).toFixed(2)})`
+            : "";
         log(
-          `${v.label} #${rep + 1}: ${ms.toFixed(0)} ms, mirror CPU ${sample.cpu.toFixed(2)} s, upstream CPU ${sample.up.toFixed(2)} s`,
+          `${v.label} #${rep + 1}: ${ms.toFixed(0)} ms, mirror CPU ${sample.cpu.toFixed(2)} s${split}, upstream CPU ${sample.up.toFixed(2)} s`,
         );
         await mirror.stop();
       }

@@ -35,6 +35,17 @@ export interface ProcUsage {
   cpuSeconds: number;
 }
 
+/** User and system CPU seconds of a process so far (system time includes faulting in page cache it writes). */
+export function cpuSplit(pid: number): { user: number; sys: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { user: Number(rest[11]) / clockTicks, sys: Number(rest[12]) / clockTicks };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Watches one process for the length of a measurement. */
 export class ProcSampler {
   private peakKiB = 0;

@@ -18,6 +18,24 @@ export interface BlobContent {
   size: number;
   /** The requested bytes (whole blob, or the range asked for). */
   stream: Readable;
+  /**
+   * The same bytes without a buffer allocated per read, for a consumer that copies or hashes each
+   * view before returning. Use this or `stream`, not both.
+   */
+  pump?: (sink: ViewSink) => BlobPump;
+}
+
+/** Bytes as a view valid only during the call; false asks the producer to pause until `resume()`. */
+export type ViewSink = (view: Buffer) => boolean;
+
+/** A transfer into a ViewSink. */
+export interface BlobPump {
+  /** Settles when the last byte was delivered, or with the failure. */
+  done: Promise<void>;
+  /** Lets a producer that the sink paused go on. */
+  resume(): void;
+  /** Stops the transfer; `done` rejects with `err`. */
+  abort(err: Error): void;
 }
 
 export interface PutManifestResult {

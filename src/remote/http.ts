@@ -1,9 +1,10 @@
 import type { Readable } from "node:stream";
-import { Agent, type Dispatcher, request } from "undici";
+import { Agent, request } from "undici";
 import type { ErrorCode } from "../oci/errors.ts";
 import { type Challenge, parseChallenges } from "./challenge.ts";
 import type { BasicCredentials, CredentialLookup } from "./credentials.ts";
 import { parseErrorBody, UpstreamError } from "./errors.ts";
+import { RawAgent } from "./raw-http.ts";
 import {
   backoffDelay,
   describeNetworkError,
@@ -15,7 +16,8 @@ import {
 } from "./retry.ts";
 import type { TlsMaterial } from "./tls.ts";
 
-export type ResponseBody = Dispatcher.ResponseData["body"];
+/** undici's body, or RawBody for a bulk GET: a Readable that can be drained to free the connection. */
+export type ResponseBody = Readable & { dump(): Promise<unknown> };
 
 export interface HttpResponse {
   status: number;
@@ -43,6 +45,8 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** Follow redirects (GET/HEAD): blob downloads are often sent to a CDN. */
   followRedirects?: boolean;
+  /** A GET of blob bytes: read by the RawAgent, whose RawBody can hand them on without copies. */
+  bulk?: boolean;
 }
 
 export interface HttpClientOptions {
@@ -75,6 +79,7 @@ const maxRedirects = 5;
 export class HttpClient {
   readonly urls: string[];
   private readonly agent: Agent;
+  private readonly rawAgent: RawAgent;
   private readonly challenges = new Map<string, Challenge>();
   private readonly tokens = new Map<string, CachedToken>();
   private readonly pendingTokens = new Map<string, Promise<CachedToken>>();
@@ -100,9 +105,21 @@ export class HttpClient {
       bodyTimeout: opts.bodyTimeout,
       keepAliveTimeout: 10_000,
     });
+    this.rawAgent = new RawAgent({
+      connectTimeout: opts.connectTimeout,
+      headersTimeout: opts.headersTimeout,
+      bodyTimeout: opts.bodyTimeout,
+      keepAliveTimeout: 10_000,
+      tls: {
+        rejectUnauthorized: opts.tlsVerify,
+        ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
+        ...(opts.tls?.cert ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
+      },
+    });
   }
 
   async close(): Promise<void> {
+    this.rawAgent.close();
     await this.agent.close();
   }
 
@@ -336,15 +353,20 @@ export class HttpClient {
     const headers: Record<string, string> = { "user-agent": this.opts.userAgent, ...req.headers };
     if (auth) headers.authorization = auth;
     for (let hop = 0; ; hop++) {
-      const res = await request(url, {
-        method: req.method,
-        headers,
-        body: req.body ?? null,
-        dispatcher: this.agent,
-        signal: req.signal,
-        headersTimeout: this.opts.headersTimeout,
-        bodyTimeout: this.opts.bodyTimeout,
-      });
+      const res =
+        req.bulk && req.method === "GET"
+          ? await this.rawAgent
+              .get(url, headers, req.signal)
+              .then((r) => ({ statusCode: r.status, headers: r.headers, body: r.body }))
+          : await request(url, {
+              method: req.method,
+              headers,
+              body: req.body ?? null,
+              dispatcher: this.agent,
+              signal: req.signal,
+              headersTimeout: this.opts.headersTimeout,
+              bodyTimeout: this.opts.bodyTimeout,
+            });
       const location = res.headers.location;
       if (
         req.followRedirects &&

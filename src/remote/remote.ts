@@ -1,19 +1,23 @@
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { digestOf, parseDigest } from "../oci/digest.ts";
 import type { RegistryError } from "../oci/errors.ts";
 import { type Descriptor, maxManifestSize, parseManifest } from "../oci/manifest.ts";
 import { baseMediaType, MediaType, manifestTypes } from "../oci/mediatypes.ts";
+import { streamFromPump } from "../registry/blob-pump.ts";
 import type {
   BlobContent,
+  BlobPump,
   ManifestContent,
   ManifestInfo,
   Page,
   PutManifestResult,
   Registry,
+  ViewSink,
 } from "../registry/registry.ts";
 import type { BasicCredentials, CredentialLookup } from "./credentials.ts";
 import { UpstreamError } from "./errors.ts";
 import { HttpClient, type HttpRequest, type HttpResponse, readBytes, readText, statusError } from "./http.ts";
+import type { RawBody } from "./raw-http.ts";
 import { isDockerHub } from "./reference.ts";
 import {
   backoffDelay,
@@ -299,7 +303,15 @@ export class RemoteRegistry implements Registry {
       const headers: Record<string, string> = {};
       const start = (range?.start ?? 0) + from;
       if (range || from > 0) headers.range = `bytes=${start}-${range ? range.end : ""}`;
-      const res = await this.get(`/v2/${name}/blobs/${digest}`, this.pull(name), headers);
+      const res = await this.http.send({
+        method: "GET",
+        path: `/v2/${name}/blobs/${digest}`,
+        scopes: this.pull(name),
+        headers,
+        idempotent: true,
+        followRedirects: true,
+        bulk: true,
+      });
       if (res.status === 404) {
         await res.body.dump().catch(() => {});
         return undefined;
@@ -324,78 +336,110 @@ export class RemoteRegistry implements Registry {
     }
     if (!Number.isSafeInteger(size)) size = -1;
     this.blobHomes.set(digest, name);
-    const current = { res: first };
-    const stream = Readable.from(this.resumable(current, range, size, open), {
-      objectMode: false,
-      highWaterMark: 64 * 1024,
-    });
-    // A caller that gives up early (before or during reading) must free the connection.
-    stream.once("close", () => current.res.body.destroy());
-    return { size, stream };
+    let taken = false;
+    const pump = (sink: ViewSink): BlobPump => {
+      if (taken) throw new Error(`blob ${digest} is already being read`);
+      taken = true;
+      return this.resumablePump(first, range, size, open, sink);
+    };
+    let stream: Readable | undefined;
+    return {
+      size,
+      pump,
+      // A caller that gives up before reading must still free the connection.
+      get stream() {
+        stream ??= streamFromPump(pump, () => first.body.destroy());
+        return stream;
+      },
+    };
   }
 
-  private async *resumable(
-    current: { res: HttpResponse },
+  /** Delivers a blob body to `sink`, resuming with a Range request where a connection dropped. */
+  private resumablePump(
+    first: HttpResponse,
     range: { start: number; end: number } | undefined,
     expected: number,
     open: (from: number) => Promise<HttpResponse | undefined>,
-  ): AsyncGenerator<Buffer> {
-    let res = current.res;
-    let got = 0;
-    let resumes = 0;
-    try {
-      for (;;) {
-        // Bytes to drop from the front of this response: a server that ignored our Range.
-        let skip = res.status === 200 ? (range?.start ?? 0) + got : 0;
-        try {
-          for await (const raw of res.body) {
-            let chunk = raw as Buffer;
-            if (skip > 0) {
-              if (chunk.length <= skip) {
-                skip -= chunk.length;
-                continue;
+    sink: ViewSink,
+  ): BlobPump {
+    let res = first;
+    let aborted: Error | undefined;
+    const body = (): RawBody => res.body as RawBody;
+    const run = async (): Promise<void> => {
+      let got = 0;
+      let resumes = 0;
+      try {
+        for (;;) {
+          if (aborted) throw aborted;
+          // Bytes to drop from the front of this response: a server that ignored our Range.
+          let skip = res.status === 200 ? (range?.start ?? 0) + got : 0;
+          const current = body();
+          try {
+            await current.pump((view) => {
+              let v = view;
+              if (skip > 0) {
+                if (v.length <= skip) {
+                  skip -= v.length;
+                  return true;
+                }
+                v = v.subarray(skip);
+                skip = 0;
               }
-              chunk = chunk.subarray(skip);
-              skip = 0;
+              const over = expected >= 0 && got + v.length > expected;
+              if (over) v = v.subarray(0, expected - got);
+              got += v.length;
+              const more = v.length > 0 ? sink(v) : true;
+              // More than was asked for (a Range ignored): the rest is not read.
+              if (over) current.stop();
+              return more;
+            });
+            if (expected >= 0 && got < expected) {
+              throw Object.assign(new Error(`body ended after ${got} of ${expected} bytes`), {
+                retryable: true,
+              });
             }
-            if (expected >= 0 && got + chunk.length > expected) chunk = chunk.subarray(0, expected - got);
-            got += chunk.length;
-            if (chunk.length > 0) yield chunk;
-            if (expected >= 0 && got >= expected) break;
+            return;
+          } catch (err) {
+            current.destroy();
+            if (aborted) throw aborted;
+            if (!isTransientNetworkError(err) || resumes >= this.retry.maxRetries || expected < 0) {
+              const failure = new UpstreamError(
+                "BLOB_UNKNOWN",
+                `download of ${res.url} failed after ${got} bytes: ${describeNetworkError(err)}`,
+                { url: res.url, retryable: isTransientNetworkError(err), cause: err, status: 502 },
+              );
+              failure.retried = resumes > 0 && resumes >= this.retry.maxRetries;
+              throw failure;
+            }
+            await sleep(backoffDelay(this.retry, resumes));
+            resumes++;
+            if (aborted) throw aborted;
+            const next = await open(got);
+            if (!next) {
+              throw new UpstreamError(
+                "BLOB_UNKNOWN",
+                `blob disappeared from ${res.url} during the download`,
+                {
+                  url: res.url,
+                  retryable: false,
+                },
+              );
+            }
+            res = next;
           }
-          if (expected >= 0 && got < expected) {
-            throw Object.assign(new Error(`body ended after ${got} of ${expected} bytes`), {
-              retryable: true,
-            });
-          }
-          return;
-        } catch (err) {
-          res.body.destroy();
-          if (!isTransientNetworkError(err) || resumes >= this.retry.maxRetries || expected < 0) {
-            const failure = new UpstreamError(
-              "BLOB_UNKNOWN",
-              `download of ${res.url} failed after ${got} bytes: ${describeNetworkError(err)}`,
-              { url: res.url, retryable: isTransientNetworkError(err), cause: err, status: 502 },
-            );
-            failure.retried = resumes > 0 && resumes >= this.retry.maxRetries;
-            throw failure;
-          }
-          await sleep(backoffDelay(this.retry, resumes));
-          resumes++;
-          const next = await open(got);
-          if (!next) {
-            throw new UpstreamError("BLOB_UNKNOWN", `blob disappeared from ${res.url} during the download`, {
-              url: res.url,
-              retryable: false,
-            });
-          }
-          res = next;
-          current.res = next;
         }
+      } finally {
+        body().destroy();
       }
-    } finally {
-      res.body.destroy();
-    }
+    };
+    return {
+      done: run(),
+      resume: () => body().resume(),
+      abort: (err) => {
+        aborted ??= err;
+        body().destroy(err);
+      },
+    };
   }
 
   /**

@@ -4,11 +4,11 @@ import { type FileHandle, open } from "node:fs/promises";
 import type { Logger } from "pino";
 import { parseDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
+import { pumpStream } from "../registry/blob-pump.ts";
 import type { LocalRegistry } from "../registry/local.ts";
-import type { BlobContent } from "../registry/registry.ts";
-
-/** Upstream bytes gathered into one write at most, while the previous write is under way. */
-const maxCoalesce = 4 * 1024 * 1024;
+import type { BlobContent, BlobPump, ViewSink } from "../registry/registry.ts";
+import { maxViewBytes } from "../remote/raw-http.ts";
+import { StagingWriter } from "./staging-writer.ts";
 
 /**
  * One upstream fetch of one blob, written to a staging file while it is hashed. Any number of
@@ -127,6 +127,7 @@ export class BlobFetcher {
     const { algorithm } = parseDigest(blob.digest);
     let id: string | undefined;
     let fh: FileHandle | undefined;
+    let writer: StagingWriter | undefined;
     try {
       const content = await openUpstream();
       if (!content) {
@@ -148,47 +149,38 @@ export class BlobFetcher {
       fh = await open(path, "r+");
       blob.started(content.size, path);
       const hash = createHash(algorithm);
-      const file = fh;
-      // Chunks that arrive while the previous write is on disk go out together in one writev: no
-      // wait while the disk keeps up, few large writes (and large steps for the readers tailing the
-      // file) when it does not. At most one write is in flight; readers see bytes once written.
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
+      const size = content.size;
       let received = 0;
-      let writing: Promise<void> | undefined;
-      const writeOut = (bufs: Buffer[], n: number, at: number): Promise<void> =>
-        file.writev(bufs, at).then(() => blob.progress(n));
-      for await (const chunk of content.stream) {
-        const buf = chunk as Buffer;
-        if (received + buf.length > content.size) {
-          content.stream.destroy();
-          throw new RegistryError(
-            "BLOB_UNKNOWN",
-            `upstream sent more than the ${content.size} bytes of ${blob.digest}`,
-            {
+      let failure: Error | undefined;
+      let pump: BlobPump | undefined;
+      const stop = (err: Error) => {
+        failure ??= err;
+        pump?.abort(failure);
+      };
+      writer = new StagingWriter(fh, (n) => blob.progress(n), stop);
+      const staging = writer;
+      // Each view is hashed and copied into the writer's buffers before the producer reuses it.
+      const sink: ViewSink = (view) => {
+        if (failure) return false;
+        if (received + view.length > size) {
+          stop(
+            new RegistryError("BLOB_UNKNOWN", `upstream sent more than the ${size} bytes of ${blob.digest}`, {
               status: 502,
-            },
+            }),
           );
+          return false;
         }
-        hash.update(buf);
-        pending.push(buf);
-        pendingBytes += buf.length;
-        received += buf.length;
-        if (writing === undefined || pendingBytes >= maxCoalesce) {
-          if (writing) await writing;
-          const bufs = pending;
-          const n = pendingBytes;
-          pending = [];
-          pendingBytes = 0;
-          writing = writeOut(bufs, n, received - n).finally(() => {
-            writing = undefined;
-          });
-          // Awaited later; a failure while the upstream also fails must not go unhandled meanwhile.
-          writing.catch(() => {});
-        }
-      }
-      if (writing) await writing;
-      if (pendingBytes) await writeOut(pending, pendingBytes, received - pendingBytes);
+        hash.update(view);
+        received += view.length;
+        if (staging.write(view, maxViewBytes)) return true;
+        staging.whenRoom(maxViewBytes, () => pump?.resume());
+        return false;
+      };
+      pump = content.pump ? content.pump(sink) : pumpStream(content.stream, sink);
+      if (failure) pump.abort(failure);
+      await pump.done;
+      if (failure) throw failure;
+      await writer.finish();
       const actual = `${algorithm}:${hash.digest("hex")}`;
       if (blob.written !== content.size) {
         throw new RegistryError(
@@ -223,6 +215,7 @@ export class BlobFetcher {
       );
       blob.fail(err as Error);
     } finally {
+      await writer?.idle();
       if (fh) await fh.close().catch(() => {});
       if (id) await this.local.uploads.cancel(repo, id).catch(() => {});
     }
