@@ -12,13 +12,10 @@
  * e.g. `--kagami . --kagami .::--initial-old-space-size=128` compares a V8 flag. Each Kagami
  * checkout must be built (`npm run build`). Needs docker-registry and curl.
  *
- * On a VM whose host takes back the guest's free memory, the first write to fresh page cache costs
- * 1–2.5 s per GiB (dd shows it), and a mirror that stores what it serves pays it on the pull.
- * `--prewarm-mib` writes and deletes a file before each run, so that every mirror writes into page
- * frames the guest was just using; system CPU per run is printed beside user CPU to see it.
+ * `--prewarm-mib` writes and deletes a file before each run (lib/pagecache.ts says why); system CPU
+ * per run is printed beside user CPU, where the cost of cold page cache shows.
  */
 import { spawn } from "node:child_process";
-import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import { basename, join, resolve } from "node:path";
@@ -26,6 +23,7 @@ import { parseArgs } from "node:util";
 import { BlobSource } from "./lib/blobs.ts";
 import { Client } from "./lib/http.ts";
 import { pushBlobMonolithic } from "./lib/ops.ts";
+import { warmFreePages } from "./lib/pagecache.ts";
 import { cpuSeconds, cpuSplit } from "./lib/proc.ts";
 import { mirrorExtension, type Server, startDistribution, startKagami, stopAll } from "./lib/servers.ts";
 import { log, MiB, median } from "./lib/util.ts";
@@ -73,17 +71,6 @@ async function curlTime(url: string): Promise<number> {
   return performance.now() - started;
 }
 
-/** Writes `mib` MiB to a file and deletes it: the freed page frames are warm for the next writer. */
-function prewarm(dir: string, mib: number): void {
-  if (mib <= 0) return;
-  const path = join(dir, "prewarm");
-  const fd = openSync(path, "w");
-  const buf = Buffer.alloc(4 * MiB, 1);
-  for (let i = 0; i < mib / 4; i++) writeSync(fd, buf);
-  closeSync(fd);
-  unlinkSync(path);
-}
-
 async function main(): Promise<void> {
   const size = Number(args["size-mib"]) * MiB;
   const reps = Number(args.reps);
@@ -109,7 +96,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < variants.length; i++) {
         const v = variants[(i + rep) % variants.length]!;
         const mirror = await v.start(workDir, upstream.url);
-        prewarm(workDir, Number(args["prewarm-mib"]));
+        warmFreePages(workDir, Number(args["prewarm-mib"]) * MiB);
         const split0 = cpuSplit(mirror.pid);
         const cpu0 = cpuSeconds(mirror.pid) ?? 0;
         const up0 = cpuSeconds(upstream.pid) ?? 0;

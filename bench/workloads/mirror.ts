@@ -22,6 +22,7 @@ import {
 } from "../lib/context.ts";
 import { Client } from "../lib/http.ts";
 import { pullImage, runClients } from "../lib/ops.ts";
+import { warmFreePages } from "../lib/pagecache.ts";
 import { CountingProxy } from "../lib/proxy.ts";
 import type { MetricDef } from "../lib/results.ts";
 import {
@@ -178,6 +179,9 @@ export async function mirrorWorkloads(ctx: Context): Promise<void> {
       for (const target of rotation(targets, rep)) {
         const mirror = await startMirror(ctx, target, upstream.url, `mirror of ${upstream.label}`);
         try {
+          // Each mirror writes the whole image into fresh page cache during (Kagami) or beside
+          // (distribution) this pull: both get warm page frames for it.
+          warmFreePages(ctx.workDir, size * 1.25);
           if (wFirst) await pullOnce(wFirst, target, rep, mirror, mirror.url);
           else {
             const warm = new Client(mirror.url);

@@ -105,6 +105,12 @@ export class StagingWriter {
 
   private room(): number {
     const last = this.queue[this.queue.length - 1];
+    // A buffer wholly on disk (no write in flight from it) starts over where the file ends.
+    if (last && last.flushed === last.filled && last.filled > 0) {
+      last.filled = 0;
+      last.flushed = 0;
+      last.base = this.position;
+    }
     const inLast = last ? last.buf.length - last.filled : 0;
     const unused = Math.max(0, this.buffers - this.queue.length) * this.bufferSize;
     return inLast + unused;
