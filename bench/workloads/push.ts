@@ -15,9 +15,10 @@ import {
 } from "../lib/context.ts";
 import { Client } from "../lib/http.ts";
 import { type PushMode, pullImage, pushImage, runClients } from "../lib/ops.ts";
+import { warmFreePages } from "../lib/pagecache.ts";
 import type { BarDef, MetricDef } from "../lib/results.ts";
 import { type Server, startDistribution, startKagami } from "../lib/servers.ts";
-import { hashString, log, prng, sizeId, sizeLabel } from "../lib/util.ts";
+import { GiB, hashString, log, MiB, prng, sizeId, sizeLabel } from "../lib/util.ts";
 import { blobSource, clientValues, kagamiLaunch, measured } from "./pull.ts";
 
 export async function freshPair(ctx: Context, label: string): Promise<Server[]> {
@@ -95,6 +96,9 @@ export async function pushWorkloads(ctx: Context): Promise<void> {
     try {
       for (let rep = 0; rep < ctx.plan.reps; rep++) {
         for (const s of rotation(servers, rep)) {
+          // Large pushes write about a GiB of new data per sample: warm page frames for each
+          // server alike, as for the mirror's first pull (lib/pagecache.ts says why).
+          if (c.size >= 100 * MiB) warmFreePages(ctx.workDir, 1.25 * GiB);
           await sample(w, s.target, rep, () =>
             measured(s, async () => {
               const pool = Array.from({ length: c.clients }, () => new Client(s.url));
