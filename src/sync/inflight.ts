@@ -93,6 +93,10 @@ export class InflightBlob extends EventEmitter {
   }
 }
 
+/** Staging buffers of one fetch: enough to keep writing while the upstream runs ahead. */
+const stagingBufferSize = 4 * 1024 * 1024;
+const stagingBuffers = 4;
+
 /** Opens the blob at one of the upstreams; undefined when none has it. */
 export type BlobOpener = () => Promise<BlobContent | undefined>;
 
@@ -157,7 +161,12 @@ export class BlobFetcher {
         failure ??= err;
         pump?.abort(failure);
       };
-      writer = new StagingWriter(fh, (n) => blob.progress(n), stop);
+      // A small blob takes one buffer of its own size, not four of 4 MiB.
+      const bufferSize = Math.min(stagingBufferSize, Math.max(size, 1));
+      writer = new StagingWriter(fh, (n) => blob.progress(n), stop, {
+        bufferSize,
+        buffers: Math.min(stagingBuffers, Math.ceil(size / bufferSize) || 1),
+      });
       const staging = writer;
       // Each view is hashed and copied into the writer's buffers before the producer reuses it.
       const sink: ViewSink = (view) => {

@@ -48,8 +48,9 @@ export class StagingWriter {
   }
 
   /**
-   * Copies `view` in. Returns false when less than `reserve` bytes of room are left: the producer
-   * should pause until `whenRoom` calls back. A view that comes anyway is still taken.
+   * Copies `view` in. Returns false when less than `reserve` bytes (at most the whole capacity) of
+   * room are left: the producer should pause until `whenRoom` calls back. A view that comes anyway
+   * is still taken.
    */
   write(view: Buffer, reserve: number): boolean {
     let v = view;
@@ -70,11 +71,12 @@ export class StagingWriter {
       v = v.subarray(n);
     }
     this.kick();
-    return this.room() >= reserve;
+    return this.room() >= this.clamp(reserve);
   }
 
   /** Calls `cb` once the buffers have room for `reserve` bytes again. */
-  whenRoom(reserve: number, cb: () => void): void {
+  whenRoom(wanted: number, cb: () => void): void {
+    const reserve = this.clamp(wanted);
     if (this.room() >= reserve || this.failure) {
       cb();
       return;
@@ -101,6 +103,11 @@ export class StagingWriter {
     this.ending = true;
     clearTimeout(this.holdTimer);
     while (this.writing) await new Promise((r) => setTimeout(r, 1));
+  }
+
+  /** No more than the whole capacity can ever be free. */
+  private clamp(reserve: number): number {
+    return Math.min(reserve, this.bufferSize * this.buffers);
   }
 
   private room(): number {

@@ -279,6 +279,20 @@ describe("StagingWriter: backpressure", () => {
     expect(rec.errors).toEqual([]);
   });
 
+  it("asks for no more room than it has: a reserve above the capacity means all of it", async () => {
+    const { path, fh } = await newFile();
+    const rec = recorder(fh);
+    // A small blob's writer: one 4 KiB buffer, asked for 1 MiB of room as the mirror does.
+    const writer = new StagingWriter(fh, rec.onWritten, rec.onError, { bufferSize: 4 * KiB, buffers: 1 });
+    expect(writer.write(Buffer.alloc(3 * KiB, 7), MiB)).toBe(false);
+    let called = 0;
+    writer.whenRoom(MiB, () => called++);
+    expect(await until(() => called === 1, 2000)).toBe(true);
+    expect(writer.write(Buffer.alloc(KiB, 7), MiB)).toBe(false);
+    await writer.finish();
+    expect(readFileSync(path)).toEqual(Buffer.alloc(4 * KiB, 7));
+  });
+
   it("gives back the whole capacity once everything is written, even from a part-filled buffer", async () => {
     const { path, fh } = await newFile();
     const rec = recorder(fh);
