@@ -94,27 +94,25 @@ export class HttpClient {
         throw new Error(`registry URL '${u}' must start with http:// or https://`);
       }
     }
+    const tls = {
+      rejectUnauthorized: opts.tlsVerify,
+      ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
+      ...(opts.tls?.cert ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
+    };
+    const keepAliveTimeout = 10_000;
     this.agent = new Agent({
-      connect: {
-        timeout: opts.connectTimeout,
-        rejectUnauthorized: opts.tlsVerify,
-        ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
-        ...(opts.tls?.cert ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
-      },
+      connect: { timeout: opts.connectTimeout, ...tls },
       headersTimeout: opts.headersTimeout,
       bodyTimeout: opts.bodyTimeout,
-      keepAliveTimeout: 10_000,
+      keepAliveTimeout,
     });
+    // Blob bodies: the same timeouts and TLS settings, read without an allocation per read.
     this.rawAgent = new RawAgent({
       connectTimeout: opts.connectTimeout,
       headersTimeout: opts.headersTimeout,
       bodyTimeout: opts.bodyTimeout,
-      keepAliveTimeout: 10_000,
-      tls: {
-        rejectUnauthorized: opts.tlsVerify,
-        ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
-        ...(opts.tls?.cert ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
-      },
+      keepAliveTimeout,
+      tls,
     });
   }
 
