@@ -345,14 +345,10 @@ class RawConnection {
         case "head":
           v = this.parseHead(v);
           break;
-        case "length": {
-          const n = Math.min(v.length, this.remaining);
-          this.remaining -= n;
-          this.deliver(v.subarray(0, n));
-          v = v.subarray(n);
+        case "length":
+          v = this.deliverRemaining(v);
           if (this.remaining === 0) this.complete(v.length > 0);
           break;
-        }
         case "close":
           this.deliver(v);
           v = v.subarray(v.length);
@@ -373,14 +369,10 @@ class RawConnection {
           this.phase = this.remaining === 0 ? "trailer" : "chunk-data";
           break;
         }
-        case "chunk-data": {
-          const n = Math.min(v.length, this.remaining);
-          this.remaining -= n;
-          this.deliver(v.subarray(0, n));
-          v = v.subarray(n);
+        case "chunk-data":
+          v = this.deliverRemaining(v);
           if (this.remaining === 0) this.phase = "chunk-crlf";
           break;
-        }
         case "chunk-crlf": {
           const line = this.takeLine(v);
           if (!line) return;
@@ -401,6 +393,14 @@ class RawConnection {
           return;
       }
     }
+  }
+
+  /** Delivers as much of `v` as the body (or chunk) still has; returns what follows it. */
+  private deliverRemaining(v: Buffer): Buffer {
+    const n = Math.min(v.length, this.remaining);
+    this.remaining -= n;
+    this.deliver(v.subarray(0, n));
+    return v.subarray(n);
   }
 
   /** A CRLF-terminated line, gathered across reads; undefined while it is incomplete. */

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setImmediate as immediate, setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { prng } from "../../bench/lib/util.ts";
 import { StagingWriter } from "../../src/sync/staging-writer.ts";
 
 const KiB = 1024;
@@ -45,18 +46,6 @@ async function readOnlyFile(): Promise<{ path: string; fh: FileHandle }> {
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
-}
-
-/** Deterministic PRNG (mulberry32), so that a failing split of the data can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Sizes from 1 to max, log-uniform so that tiny, middling and large views all occur. */
