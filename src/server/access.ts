@@ -63,12 +63,19 @@ export class AccessState {
     );
   }
 
-  /** Runs before every API handler: identifies the caller and checks the route's action. */
-  async authorize(ctx: Ctx, route: MatchedRoute): Promise<void> {
+  /**
+   * Runs before every API handler: identifies the caller and checks the route's action.
+   * `aliases` gives every name that reaches the same content as a repository (a mirrored repository
+   * is reachable by its host-prefixed name too); the action must be allowed under each of them.
+   */
+  async authorize(ctx: Ctx, route: MatchedRoute, aliases: (repo: string) => string[]): Promise<void> {
     const who = await this.identify(ctx);
     ctx.state.identity = who;
-    ctx.state.require = (repo: string, action: Action) => this.require(who, repo, action);
-    ctx.state.canRead = (repo: string) => this.policy.allowed(who, repo, "read");
+    ctx.state.require = (repo: string, action: Action) => {
+      for (const name of aliases(repo)) this.require(who, name, action);
+    };
+    ctx.state.canRead = (repo: string) =>
+      aliases(repo).every((name) => this.policy.allowed(who, name, "read"));
     switch (route.action) {
       case "none":
         // `docker login` relies on /v2/ refusing anonymous callers where accounts exist.
@@ -82,10 +89,11 @@ export class AccessState {
         return;
       case "handler":
         // Refuse before the body is read when neither a new tag nor a moved one could be allowed.
-        if (!this.policy.allowed(who, route.repo, "update")) this.require(who, route.repo, "create");
+        if (!aliases(route.repo).every((name) => this.policy.allowed(who, name, "update")))
+          ctx.state.require(route.repo, "create");
         return;
       default:
-        this.require(who, route.repo, route.action);
+        ctx.state.require(route.repo, route.action);
     }
   }
 }

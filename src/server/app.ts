@@ -3,6 +3,7 @@ import Router from "@koa/router";
 import Koa from "koa";
 import { RegistryError } from "../oci/errors.ts";
 import { assertValidName } from "../oci/names.ts";
+import { assertNsHost, nsLocalName } from "../sync/routing.ts";
 import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { listingHandlers } from "./listing.ts";
@@ -144,12 +145,16 @@ export function createApp(deps: AppDeps): Koa {
         headers: { Allow: match.allow.join(", ") },
       });
     }
-    const ns = typeof ctx.query.ns === "string" ? ctx.query.ns : undefined;
-    const m = deps.mirror();
-    if (m && ns && match.route.repo) match.route.repo = m.localRepo(match.route.repo, ns);
-    if (match.route.repo) assertValidName(match.route.repo);
+    // containerd's mirror requests name the registry they are meant for.
+    const ns = typeof ctx.query.ns === "string" && ctx.query.ns !== "" ? ctx.query.ns : undefined;
+    if (match.route.repo) {
+      if (ns !== undefined) match.route.repo = nsLocalName(assertNsHost(ns), match.route.repo);
+      assertValidName(match.route.repo);
+    }
     const c = ctx as Ctx;
-    await deps.access().authorize(c, match.route);
+    const m = deps.mirror();
+    await deps.access().authorize(c, match.route, m ? (repo) => m.aliases(repo) : (repo) => [repo]);
+    c.state.mirror = ns !== undefined && m && !m.pullsFrom(ns) ? undefined : m;
     c.state.repo = match.route.repo;
     c.state.ref = match.route.ref;
     await handlers[match.route.endpoint](c);

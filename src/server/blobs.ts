@@ -135,17 +135,21 @@ async function sendFile(
   }
 }
 
-export function blobHandlers({ stores, mirror }: AppDeps) {
+export function blobHandlers({ stores }: AppDeps) {
   async function serve(ctx: Ctx, withBody: boolean) {
     const { repo, ref: digest } = ctx.state;
     const registry = stores.for(repo);
     let size = await registry.blobSize(repo, digest);
     let mirrored: MirroredBlob | undefined;
     if (size === undefined) {
-      const m = mirror();
+      const m = ctx.state.mirror;
       if (m && withBody) {
-        mirrored = await m.blob(repo, digest);
-        size = mirrored?.size;
+        const found = await m.blob(repo, digest);
+        if (found === "linked") size = await registry.blobSize(repo, digest);
+        else {
+          mirrored = found;
+          size = mirrored?.size;
+        }
       } else if (m) {
         size = await m.blobSize(repo, digest);
       }

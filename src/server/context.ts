@@ -27,6 +27,11 @@ export interface RouteState {
   /** Throws 401/403 unless the caller may do `action` in `repo`. */
   require: (repo: string, action: Action) => void;
   canRead: (repo: string) => boolean;
+  /**
+   * The pull-through that may answer this request: none for containerd `ns` requests naming a
+   * host no upstream is configured for, so they get a fast 404 and containerd its next host.
+   */
+  mirror: Mirror | undefined;
 }
 
 export type Ctx = Context & { state: RouteState };

@@ -20,7 +20,7 @@ async function paged(
   return items;
 }
 
-export function listingHandlers({ stores, mirror }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
+export function listingHandlers({ stores }: AppDeps, canRead: (ctx: Ctx, repo: string) => boolean) {
   return {
     async tags(ctx: Ctx) {
       const { repo } = ctx.state;
@@ -51,7 +51,7 @@ export function listingHandlers({ stores, mirror }: AppDeps, canRead: (ctx: Ctx,
       const { repo, ref: digest } = ctx.state;
       const artifactType = queryString(ctx.query.artifactType);
       const manifests = await stores.for(repo).referrers(repo, digest, artifactType);
-      const upstream = (await mirror()?.referrers(repo, digest)) ?? [];
+      const upstream = (await ctx.state.mirror?.referrers(repo, digest)) ?? [];
       const seen = new Set(manifests.map((m) => m.digest));
       for (const d of upstream) {
         if (seen.has(d.digest) || (artifactType !== undefined && d.artifactType !== artifactType)) continue;

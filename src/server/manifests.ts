@@ -12,11 +12,11 @@ function unknown(repo: string, ref: string): RegistryError {
   });
 }
 
-export function manifestHandlers({ stores, mirror }: AppDeps) {
+export function manifestHandlers({ stores }: AppDeps) {
   return {
     async head(ctx: Ctx) {
       const { repo, ref } = ctx.state;
-      await mirror()?.ensureManifest(repo, ref);
+      await ctx.state.mirror?.ensureManifest(repo, ref);
       const info = await stores.for(repo).headManifest(repo, ref);
       if (!info) throw unknown(repo, ref);
       ctx.status = 200;
@@ -26,7 +26,7 @@ export function manifestHandlers({ stores, mirror }: AppDeps) {
 
     async get(ctx: Ctx) {
       const { repo, ref } = ctx.state;
-      await mirror()?.ensureManifest(repo, ref);
+      await ctx.state.mirror?.ensureManifest(repo, ref);
       const m = await stores.for(repo).getManifest(repo, ref);
       if (!m) throw unknown(repo, ref);
       ctx.status = 200;

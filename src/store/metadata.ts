@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS manifest_refs (
   kind TEXT NOT NULL,
   PRIMARY KEY (repo, parent, child)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS manifest_refs_child ON manifest_refs (repo, child);
 CREATE TABLE IF NOT EXISTS tags (
   repo TEXT NOT NULL,
   tag TEXT NOT NULL,
@@ -118,6 +119,7 @@ export class Metadata {
              OR EXISTS (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = @digest))`,
         )
         .pluck(),
+      isReferenced: db.prepare("SELECT 1 FROM manifest_refs WHERE repo = ? AND child = ? LIMIT 1").pluck(),
       reposWithBlob: db.prepare("SELECT repo FROM repo_blobs WHERE digest = ? ORDER BY repo").pluck(),
       getManifest: db.prepare("SELECT * FROM manifests WHERE repo = ? AND digest = ?"),
       putManifest: db.prepare(
@@ -162,6 +164,11 @@ export class Metadata {
   /** Size of a blob visible in `repo` (pushed, mounted, or a manifest of the repo), else undefined. */
   blobInRepo(repo: string, digest: string): number | undefined {
     return this.q.repoBlobSize.get({ repo, digest }) as number | undefined;
+  }
+
+  /** Whether a manifest of `repo` names `digest` (config, layer or child manifest). */
+  isReferenced(repo: string, digest: string): boolean {
+    return this.q.isReferenced.get(repo, digest) === 1;
   }
 
   blobAnywhere(digest: string): number | undefined {

@@ -12,7 +12,7 @@ import { type CredentialLookup, loadZotCredentials } from "../remote/credentials
 import { RemoteRegistry } from "../remote/remote.ts";
 import { describeFilters, tagAllowed } from "./filters.ts";
 import { BlobFetcher } from "./inflight.ts";
-import { nsLocalName, routesFor, splitNsLocalName, type UpstreamRoute } from "./routing.ts";
+import { aliasesOf, pullsFromHost, routesForLocal, type UpstreamRoute } from "./routing.ts";
 import { SyncState } from "./state.ts";
 
 /** Artifact types that mean "a signature" for onlySigned. */
@@ -121,19 +121,18 @@ export class Mirror {
     return u;
   }
 
-  /** The local repository a request names: containerd's `ns` puts it under the upstream's host. */
-  localRepo(repo: string, ns: string | undefined): string {
-    if (ns === undefined) return repo;
-    return routesFor(this.config.registries, repo, { ns }).length > 0 ? nsLocalName(ns, repo) : repo;
+  private routes(localRepo: string): UpstreamRoute[] {
+    return routesForLocal(this.config.registries, localRepo);
   }
 
-  private routes(localRepo: string): UpstreamRoute[] {
-    const ns = splitNsLocalName(this.config.registries, localRepo);
-    if (ns) {
-      const byNs = routesFor(this.config.registries, ns.repo, { ns: ns.host, onDemandOnly: true });
-      if (byNs.length > 0) return byNs;
-    }
-    return routesFor(this.config.registries, localRepo, { onDemandOnly: true });
+  /** Every local name that reaches the same upstream content as `localRepo` (access is checked on each). */
+  aliases(localRepo: string): string[] {
+    return aliasesOf(this.config.registries, localRepo);
+  }
+
+  /** Whether containerd's `ns=host` requests may reach an upstream here. */
+  pullsFrom(host: string): boolean {
+    return pullsFromHost(this.config.registries, host);
   }
 
   isMirrored(localRepo: string): boolean {
@@ -189,12 +188,15 @@ export class Mirror {
       const interval = this.config.registries[routes[0]!.index]?.manifestCheckIntervalMs ?? 0;
       if (Date.now() - seen.checkedAt < interval) return;
     }
-    const allowed = byDigest ? routes : routes.filter((r) => tagAllowed(reference, r.content));
+    // A content rule's tag filter is final: a tag it refuses is not looked for at a later upstream,
+    // which would serve another registry's image under this name.
+    const refusedAt = byDigest ? -1 : routes.findIndex((r) => !tagAllowed(reference, r.content));
+    const allowed = refusedAt < 0 ? routes : routes.slice(0, refusedAt);
     if (allowed.length === 0) {
       if (cached) return;
       throw new RegistryError(
         "MANIFEST_UNKNOWN",
-        `tag '${reference}' of '${localRepo}' is not mirrored: the content rules allow only tags matching ${describeFilters(routes[0]!.content)}`,
+        `tag '${reference}' of '${localRepo}' is not mirrored: the content rules allow only tags matching ${describeFilters(routes[refusedAt]!.content)}`,
         { detail: { name: localRepo, reference } },
       );
     }
@@ -349,16 +351,37 @@ export class Mirror {
 
   private async prefetch(localRepo: string, digest: string, route: UpstreamRoute): Promise<void> {
     if (this.stores.for(localRepo).meta.blobInRepo(localRepo, digest) !== undefined) return;
+    if (this.claim(localRepo, digest) !== "fetch") return;
     const flight = this.fetcher(localRepo).fetch(localRepo, digest, () =>
       this.upstream(route.index).getBlob(route.upstreamRepo, digest),
     );
     await flight.finished.catch(() => {});
   }
 
-  /** A blob the local store lacks, streamed from the upstream fetch (started, or joined). */
-  async blob(localRepo: string, digest: string): Promise<MirroredBlob | undefined> {
+  /**
+   * Whether `localRepo` may have the blob at all: only what its own mirrored manifests reference is
+   * fetched for it. When another repository already holds the verified bytes, they are linked here
+   * without asking upstream. Anything else never reaches the upstream: a digest asked for under an
+   * unrelated (say, public) name must neither join a private fetch nor cost an upstream request.
+   */
+  private claim(localRepo: string, digest: string): "linked" | "fetch" | "no" {
+    const store = this.stores.for(localRepo);
+    if (!store.meta.isReferenced(localRepo, digest)) return "no";
+    const size = store.meta.blobAnywhere(digest);
+    if (size === undefined) return "fetch";
+    store.meta.linkBlob(localRepo, digest, size);
+    return "linked";
+  }
+
+  /**
+   * A blob the local store lacks, streamed from the upstream fetch (started, or joined); "linked"
+   * when the store had the bytes and they are now visible in `localRepo`.
+   */
+  async blob(localRepo: string, digest: string): Promise<MirroredBlob | "linked" | undefined> {
     const routes = this.routes(localRepo);
     if (routes.length === 0) return undefined;
+    const claim = this.claim(localRepo, digest);
+    if (claim !== "fetch") return claim === "linked" ? "linked" : undefined;
     const flight = this.fetcher(localRepo).fetch(localRepo, digest, () => this.openBlob(routes, digest));
     let found: boolean;
     try {
@@ -381,6 +404,10 @@ export class Mirror {
   /** Total size of a blob the local store lacks, or undefined. Uses the in-flight fetch when there is one. */
   async blobSize(localRepo: string, digest: string): Promise<number | undefined> {
     const routes = this.routes(localRepo);
+    if (routes.length === 0) return undefined;
+    const claim = this.claim(localRepo, digest);
+    if (claim === "no") return undefined;
+    if (claim === "linked") return this.stores.for(localRepo).meta.blobInRepo(localRepo, digest);
     const failures: string[] = [];
     for (const route of routes) {
       try {

@@ -1,5 +1,6 @@
 import picomatch from "picomatch";
 import type { SyncContent, SyncRegistryConfig } from "../config/config.ts";
+import { RegistryError } from "../oci/errors.ts";
 
 /** Where a local repository comes from: which upstream, under which name, by which content rule. */
 export interface UpstreamRoute {
@@ -73,6 +74,12 @@ export function registryHosts(registry: SyncRegistryConfig): string[] {
   return registry.urls.map((u) => canonicalHost(new URL(u).host));
 }
 
+/** Whether an on-demand upstream is configured for a host (containerd's `ns`). */
+export function pullsFromHost(registries: SyncRegistryConfig[], host: string): boolean {
+  const h = canonicalHost(host);
+  return registries.some((r) => r.onDemand && registryHosts(r).includes(h));
+}
+
 /**
  * Candidate upstreams for a local repository, in configuration order. With containerd's `ns`,
  * only the registries whose URL has that host qualify, and the name is the upstream name as is.
@@ -119,9 +126,25 @@ export function nsComponent(host: string): string {
   return canonicalHost(host).replace(/:(\d+)$/, "-$1");
 }
 
-/** Where containerd's `ns` requests are stored locally: under the upstream host, so registries never collide. */
+/**
+ * Where containerd's `ns` requests are stored locally: under the upstream host, so registries never
+ * collide. This holds whether or not an upstream is configured for the host, so an `ns` request can
+ * only ever reach content stored or fetched for that host.
+ */
 export function nsLocalName(ns: string, repo: string): string {
   return `${nsComponent(ns)}/${repo}`;
+}
+
+/** containerd's `ns` names a registry host, with an optional port; anything else is refused, not guessed at. */
+export function assertNsHost(ns: string): string {
+  if (/^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::\d{1,5})?$/.test(ns)) return ns;
+  throw new RegistryError(
+    "NAME_INVALID",
+    `ns=${JSON.stringify(ns.slice(0, 100))} is not a registry host[:port]`,
+    {
+      detail: { ns: ns.slice(0, 100) },
+    },
+  );
 }
 
 /** The reverse of nsLocalName for configured upstreams: the host and upstream repository, if `localRepo` is one. */
@@ -138,4 +161,43 @@ export function splitNsLocalName(
     }
   }
   return undefined;
+}
+
+/**
+ * The upstreams that may answer for a local repository, in configuration order. A name under a
+ * configured upstream's host (`docker.io/library/alpine`, what containerd's `ns` maps to) reaches
+ * that host's registries only: a catch-all elsewhere would look the host-prefixed name up at
+ * another registry. Any other name reaches the registries whose content rules match it.
+ */
+export function routesForLocal(registries: SyncRegistryConfig[], localRepo: string): UpstreamRoute[] {
+  const ns = splitNsLocalName(registries, localRepo);
+  if (ns) {
+    const byHost = routesFor(registries, ns.repo, { ns: ns.host, onDemandOnly: true });
+    if (byHost.length > 0) return byHost;
+    // Explicit content rules may still place a repository there (a destination such as `/docker.io`).
+    return routesFor(registries, localRepo, { onDemandOnly: true }).filter((r) => r.content !== undefined);
+  }
+  return routesFor(registries, localRepo, { onDemandOnly: true });
+}
+
+/** The local name under which a registry's content rules place an upstream repository, if any. */
+function bareName(route: UpstreamRoute): string | undefined {
+  if (route.registry.content.length === 0) return route.upstreamRepo;
+  const content = contentFor(route.upstreamRepo, route.registry);
+  return content ? localName(route.upstreamRepo, content) : undefined;
+}
+
+/**
+ * Every local name that reaches the same upstream content as `localRepo`: the name itself, the
+ * host-prefixed name of each upstream host (containerd's `ns`), and the name the content rules
+ * give it. Access rules must allow a request under all of them, or a second name would sidestep them.
+ */
+export function aliasesOf(registries: SyncRegistryConfig[], localRepo: string): string[] {
+  const names = new Set([localRepo]);
+  for (const route of routesForLocal(registries, localRepo)) {
+    for (const host of registryHosts(route.registry)) names.add(nsLocalName(host, route.upstreamRepo));
+    const bare = bareName(route);
+    if (bare !== undefined && bare !== "") names.add(bare);
+  }
+  return [...names];
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SyncContent, SyncRegistryConfig } from "../../src/config/config.ts";
 import { filterTags, tagAllowed } from "../../src/sync/filters.ts";
-import { localName, routesFor, upstreamName } from "../../src/sync/routing.ts";
+import { aliasesOf, localName, routesFor, routesForLocal, upstreamName } from "../../src/sync/routing.ts";
 
 const c = (prefix: string, extra: Partial<SyncContent> = {}): SyncContent => ({
   prefix,
@@ -98,5 +98,30 @@ describe("tag filters", () => {
   });
   it("lets everything through without filters", () => {
     expect(tagAllowed("anything", undefined)).toBe(true);
+  });
+});
+
+describe("names of mirrored content", () => {
+  const hub = registry(["https://registry-1.docker.io"], []);
+  const k8s = registry(
+    ["https://registry.k8s.io"],
+    [c("/kube/**", { destination: "/k8s", stripPrefix: true })],
+  );
+  const quay = registry(["https://quay.io"], []);
+
+  it("gives every name that reaches the same upstream repository", () => {
+    expect(aliasesOf([hub], "docker.io/private/x").sort()).toEqual(["docker.io/private/x", "private/x"]);
+    expect(aliasesOf([hub], "private/x").sort()).toEqual(["docker.io/private/x", "private/x"]);
+    expect(aliasesOf([k8s], "k8s/proxy").sort()).toEqual(["k8s/proxy", "registry.k8s.io/kube/proxy"]);
+    expect(aliasesOf([k8s], "registry.k8s.io/kube/proxy").sort()).toEqual([
+      "k8s/proxy",
+      "registry.k8s.io/kube/proxy",
+    ]);
+    expect(aliasesOf([k8s], "unrelated/name")).toEqual(["unrelated/name"]);
+  });
+  it("routes a host-prefixed name to that host's registries only", () => {
+    expect(routesForLocal([quay, hub], "docker.io/library/alpine").map((r) => r.index)).toEqual([1]);
+    expect(routesForLocal([quay, k8s], "registry.k8s.io/other/thing")).toEqual([]);
+    expect(routesForLocal([quay, hub], "library/alpine").map((r) => r.index)).toEqual([0, 1]);
   });
 });
