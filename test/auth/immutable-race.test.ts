@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { basic, writeHtpasswd } from "../helpers/htpasswd.ts";
 import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
-import { ociManifest, sha256 } from "../helpers/push.ts";
+import { imageManifest, ociManifest, sha256 } from "../helpers/push.ts";
 import { hasTool } from "../helpers/tools.ts";
 
 /** `ci` may create but not update: its tags are immutable. `maint` may move them. */
@@ -15,23 +15,8 @@ const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
 const layer = Buffer.from("immutable tag race layer");
 
 /** A manifest of the one config and layer, made distinct by an annotation. */
-function manifest(n: number): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: ociManifest,
-      config: {
-        mediaType: "application/vnd.oci.image.config.v1+json",
-        digest: sha256(config),
-        size: config.length,
-      },
-      layers: [
-        { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: sha256(layer), size: layer.length },
-      ],
-      annotations: { "test.kagami.n": String(n) },
-    }),
-  );
-}
+const manifest = (n: number) =>
+  imageManifest(config, [layer], { annotations: { "test.kagami.n": String(n) } });
 
 describe.runIf(hasTool("htpasswd"))("immutable tags under concurrent pushes", () => {
   let k: RunningKagami;
