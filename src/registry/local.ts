@@ -9,7 +9,7 @@ import { parseReference, type Reference } from "../oci/reference.ts";
 import { BlobFiles } from "../store/blob-files.ts";
 import { ByteLru } from "../store/byte-lru.ts";
 import { collectGarbage, type GcResult } from "../store/gc.ts";
-import { type ManifestRow, Metadata } from "../store/metadata.ts";
+import { type ManifestRow, Metadata, type TagGuard } from "../store/metadata.ts";
 import { Uploads } from "../store/uploads.ts";
 import type {
   BlobContent,
@@ -96,14 +96,15 @@ export class LocalRegistry implements Registry {
   /**
    * Stores a manifest. `mirrored` content came from an upstream that vouches for it: the digest is
    * still verified, but the blobs and children it names may arrive later (pull-through fetches them
-   * when they are asked for).
+   * when they are asked for). `tagGuard` decides, in the transaction that sets the tag, whether the
+   * tag may point at this manifest (immutable tags).
    */
   async putManifest(
     repo: string,
     reference: string,
     bytes: Buffer,
     contentType?: string,
-    opts: { mirrored?: boolean } = {},
+    opts: { mirrored?: boolean; tagGuard?: TagGuard } = {},
   ): Promise<PutManifestResult> {
     assertValidName(repo);
     const ref = parseReference(reference);
@@ -136,6 +137,7 @@ export class LocalRegistry implements Registry {
         ],
       },
       ref.kind === "tag" ? ref.tag : undefined,
+      opts.tagGuard,
     );
     const result: PutManifestResult = { digest };
     if (parsed.subject) result.subject = parsed.subject.digest;

@@ -203,7 +203,15 @@ export class HttpClient {
   }
 
   private async sendAuthed(origin: string, req: HttpRequest, replayable: boolean): Promise<HttpResponse> {
-    let auth = await this.authorization(origin, req.scopes, undefined, req.signal);
+    let auth: string | undefined;
+    try {
+      auth = await this.authorization(origin, req.scopes, undefined, req.signal);
+    } catch (err) {
+      if (req.signal?.aborted) throw err;
+      // The last challenge's token service failed and that challenge is forgotten: a plain request
+      // finds out whether the upstream still wants a token, and from which realm.
+      auth = undefined;
+    }
     let res = await this.raw(origin, req, auth);
     if (res.status !== 401) return res;
     const challenges = parseChallenges(res.headers["www-authenticate"]);
@@ -260,9 +268,23 @@ export class HttpClient {
       );
       this.pendingTokens.set(key, pending);
     }
-    const token = await pending;
+    let token: CachedToken;
+    try {
+      token = await pending;
+    } catch (err) {
+      this.forgetChallenge(origin, challenge);
+      throw err;
+    }
     this.tokens.set(key, token);
     return `Bearer ${token.token}`;
+  }
+
+  /**
+   * Drops a challenge whose token service failed, so the next request asks the upstream anew rather
+   * than a realm that may be gone for good. A newer challenge, taught meanwhile by another 401, stays.
+   */
+  private forgetChallenge(origin: string, challenge: Challenge): void {
+    if (this.challenges.get(origin) === challenge) this.challenges.delete(origin);
   }
 
   private async fetchToken(

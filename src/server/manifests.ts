@@ -2,6 +2,7 @@ import { digestOf } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import { maxManifestSize } from "../oci/manifest.ts";
 import { parseReference } from "../oci/reference.ts";
+import type { TagGuard } from "../store/metadata.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { emptyResponse, setHeaders } from "./context.ts";
 import { readLimited } from "./http-util.ts";
@@ -10,6 +11,30 @@ function unknown(repo: string, ref: string): RegistryError {
   return new RegistryError("MANIFEST_UNKNOWN", `manifest '${ref}' is not in repository '${repo}'`, {
     detail: { name: repo, reference: ref },
   });
+}
+
+/**
+ * A new tag, or one that already points at the pushed manifest, needs create; moving a tag needs
+ * update, so create alone makes tags immutable.
+ */
+function tagPermission(ctx: Ctx, repo: string, tag: string): TagGuard {
+  return (current, next) => {
+    if (current === undefined || current === next) {
+      ctx.state.require(repo, "create");
+      return;
+    }
+    try {
+      ctx.state.require(repo, "update");
+    } catch (err) {
+      if (!(err instanceof RegistryError) || err.code !== "DENIED") throw err;
+      const who = ctx.state.identity ? `user '${ctx.state.identity.user}'` : "anonymous access";
+      throw new RegistryError(
+        "DENIED",
+        `tag '${tag}' of '${repo}' already exists and points at ${current}; moving it to ${next} needs the update permission, which ${who} does not have (push under a new tag instead)`,
+        { detail: { repository: repo, tag, current, action: "update" } },
+      );
+    }
+  };
 }
 
 export function manifestHandlers({ stores }: AppDeps) {
@@ -39,11 +64,17 @@ export function manifestHandlers({ stores }: AppDeps) {
       const body = await readLimited(ctx.req, maxManifestSize);
       const reference = parseReference(ref);
       const registry = stores.for(repo);
-      const current = reference.kind === "tag" ? registry.meta.resolveTag(repo, reference.tag) : undefined;
-      // A new tag or digest needs create; moving an existing tag needs update (create alone makes tags immutable).
-      if (current !== undefined && current !== digestOf(body)) ctx.state.require(repo, "update");
-      else ctx.state.require(repo, "create");
-      const result = await registry.putManifest(repo, ref, body, ctx.get("Content-Type") || undefined);
+      let tagGuard: TagGuard | undefined;
+      if (reference.kind === "tag") {
+        tagGuard = tagPermission(ctx, repo, reference.tag);
+        // Refused here before the body is written; the store asks again where the tag is set.
+        tagGuard(registry.meta.resolveTag(repo, reference.tag), digestOf(body));
+      } else {
+        ctx.state.require(repo, "create");
+      }
+      const result = await registry.putManifest(repo, ref, body, ctx.get("Content-Type") || undefined, {
+        tagGuard,
+      });
       emptyResponse(ctx, 201);
       setHeaders(ctx, {
         Location: `/v2/${repo}/manifests/${result.digest}`,

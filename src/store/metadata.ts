@@ -10,6 +10,12 @@ export interface ManifestRow {
   annotations: Record<string, string> | null;
 }
 
+/**
+ * Decides whether a tag that points at `current` (undefined: no such tag yet) may be pointed at
+ * `next`; refuses by throwing.
+ */
+export type TagGuard = (current: string | undefined, next: string) => void;
+
 export interface NewManifest extends ManifestRow {
   /** Digests of the config, layers (kind blob) and child manifests (kind manifest) it references. */
   refs: { digest: string; kind: "blob" | "manifest" }[];
@@ -204,10 +210,15 @@ export class Metadata {
     return this.q.getTag.get(repo, tag) as string | undefined;
   }
 
-  /** Stores a manifest (whose bytes are already durable) and optionally points a tag at it, atomically. */
-  putManifest(m: NewManifest, tag?: string): void {
+  /**
+   * Stores a manifest (whose bytes are already durable) and optionally points a tag at it, atomically.
+   * `guard` sees where the tag points inside the same transaction, so what it allows cannot have
+   * changed by the time the tag is written; a throw leaves nothing stored.
+   */
+  putManifest(m: NewManifest, tag?: string, guard?: TagGuard): void {
     const now = Date.now();
     this.db.transaction(() => {
+      if (tag !== undefined) guard?.(this.resolveTag(m.repo, tag), m.digest);
       this.q.ensureRepo.run(m.repo, now);
       this.q.insertBlob.run(m.digest, m.size, now);
       this.q.putManifest.run({

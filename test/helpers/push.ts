@@ -28,6 +28,27 @@ export async function pushBlob(base: string, repo: string, data: Uint8Array): Pr
   return digest;
 }
 
+/** An OCI image manifest of these config and layer bytes, with `extra` fields (annotations, subject). */
+export function imageManifest(config: Buffer, layers: Buffer[], extra: Record<string, unknown> = {}): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: ociManifest,
+      config: {
+        mediaType: "application/vnd.oci.image.config.v1+json",
+        digest: sha256(config),
+        size: config.length,
+      },
+      layers: layers.map((l) => ({
+        mediaType: "application/vnd.oci.image.layer.v1.tar",
+        digest: sha256(l),
+        size: l.length,
+      })),
+      ...extra,
+    }),
+  );
+}
+
 export interface PushedImage {
   digest: string;
   manifest: Buffer;
@@ -49,23 +70,7 @@ export async function pushImage(
   const layerData = Array.from({ length: opts.layers ?? 1 }, () => randomBytes(1024));
   const layers: string[] = [];
   for (const l of layerData) layers.push(await pushBlob(base, repo, l));
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: ociManifest,
-      config: {
-        mediaType: "application/vnd.oci.image.config.v1+json",
-        digest: config,
-        size: configBytes.length,
-      },
-      layers: layers.map((d, i) => ({
-        mediaType: "application/vnd.oci.image.layer.v1.tar",
-        digest: d,
-        size: layerData[i]!.length,
-      })),
-      ...opts.extra,
-    }),
-  );
+  const manifest = imageManifest(configBytes, layerData, opts.extra);
   const res = await fetch(`${base}/v2/${repo}/manifests/${tag}`, {
     method: "PUT",
     body: manifest,

@@ -9,7 +9,7 @@ import type { AddressInfo, Socket } from "node:net";
 
 /**
  * What the proxy does to a matching exchange:
- * - status: answers `status` itself (with a spec error body and `retryAfter` seconds if given);
+ * - status: answers `status` itself (with a spec error body, `retryAfter` seconds and `headers` if given);
  * - reset: destroys the connection before answering;
  * - truncate: forwards the upstream's headers, then cuts the connection after `afterBytes` of the body
  *   (default the middle); a body no longer than that passes whole, so a resumed Range request can succeed;
@@ -21,13 +21,15 @@ import type { AddressInfo, Socket } from "node:net";
  * length passes untouched.
  */
 export type Fault =
-  | { kind: "status"; status: number; retryAfter?: number }
+  | { kind: "status"; status: number; retryAfter?: number; headers?: Record<string, string> }
   | { kind: "reset" }
   | { kind: "truncate"; afterBytes?: number }
   | { kind: "corrupt"; afterBytes?: number }
   | { kind: "short" }
   | { kind: "stall"; afterBytes?: number }
   | { kind: "slow"; bytesPerSecond: number };
+
+const faultCode: Record<number, string> = { 401: "UNAUTHORIZED", 429: "TOOMANYREQUESTS" };
 
 export interface FaultRule {
   method?: string;
@@ -138,12 +140,12 @@ export class RegistryProxy {
     }
     if (fault?.kind === "status") {
       req.resume();
-      const headers: Record<string, string> = { "content-type": "application/json" };
+      const headers: Record<string, string> = { "content-type": "application/json", ...fault.headers };
       if (fault.retryAfter !== undefined) headers["retry-after"] = String(fault.retryAfter);
       res.writeHead(fault.status, headers);
       res.end(
         JSON.stringify({
-          errors: [{ code: fault.status === 429 ? "TOOMANYREQUESTS" : "UNKNOWN", message: "injected fault" }],
+          errors: [{ code: faultCode[fault.status] ?? "UNKNOWN", message: "injected fault" }],
         }),
       );
       return;
