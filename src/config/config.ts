@@ -63,6 +63,11 @@ export interface SyncRegistryConfig {
   /** How long an upstream "not found" or failure is remembered for a reference. */
   negativeCacheTtlMs: number;
   content: SyncContent[];
+  /**
+   * Pushes and deletes into the repositories this upstream serves on demand. Off unless set: a
+   * pushed tag is local content that is never refreshed from upstream.
+   */
+  allowLocalWrites?: boolean;
 }
 
 export interface SyncConfig {
@@ -345,6 +350,7 @@ interface RawSync {
     manifestCheckInterval?: string;
     negativeCacheTTL?: string;
     content?: SyncContent[];
+    allowLocalWrites?: boolean;
   }[];
 }
 
@@ -370,6 +376,7 @@ function normalizeSync(raw: RawSync): SyncConfig {
       if (r.pollInterval !== undefined) reg.pollIntervalMs = parseDuration(r.pollInterval)!;
       if (r.schedule !== undefined) reg.schedule = r.schedule;
       if (r.certDir !== undefined) reg.certDir = resolve(r.certDir);
+      if (r.allowLocalWrites) reg.allowLocalWrites = true;
       return reg;
     }),
   };

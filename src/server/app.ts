@@ -7,6 +7,7 @@ import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { listingHandlers } from "./listing.ts";
 import { manifestHandlers } from "./manifests.ts";
+import { refuseWriteIntoMirror } from "./mirror-writes.ts";
 import { type Endpoint, matchRoute } from "./routes.ts";
 import { uploadHandlers } from "./uploads.ts";
 
@@ -150,6 +151,7 @@ export function createApp(deps: AppDeps): Koa {
     if (match.route.repo) assertValidName(match.route.repo);
     const c = ctx as Ctx;
     await deps.access().authorize(c, match.route);
+    refuseWriteIntoMirror(m, match.route);
     c.state.repo = match.route.repo;
     c.state.ref = match.route.ref;
     await handlers[match.route.endpoint](c);
