@@ -6,6 +6,7 @@ import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
 import { parseDuration } from "./duration.ts";
 import { configSchema } from "./schema.ts";
+import { unenforcedSecuritySettings } from "./security-fields.ts";
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
 
@@ -62,6 +63,11 @@ export interface SyncRegistryConfig {
   /** How long an upstream "not found" or failure is remembered for a reference. */
   negativeCacheTtlMs: number;
   content: SyncContent[];
+  /**
+   * Pushes and deletes into the repositories this upstream serves on demand. Off unless set: a
+   * pushed tag is local content that is never refreshed from upstream.
+   */
+  allowLocalWrites?: boolean;
 }
 
 export interface SyncConfig {
@@ -136,7 +142,11 @@ const implemented: Tree = {
   log: { level: true, output: true },
 };
 
-/** Fields zot knows that this version does not act on yet: a warning each, never an error. */
+/**
+ * Fields zot knows that this version does not act on yet: a warning each. Access and
+ * authentication settings are not here: ignoring those would grant more, so they are errors
+ * (security-fields.ts).
+ */
 const notYet: Record<string, string> = {
   "storage.subPaths":
     "sub-path storage is not implemented yet; every repository is stored under storage.rootDirectory",
@@ -145,13 +155,12 @@ const notYet: Record<string, string> = {
   "storage.remoteCache": "metadata always lives in SQLite under storage.rootDirectory",
   "storage.retention": "retention policies are not implemented yet",
   "storage.scrubInterval": "scrub is not implemented yet",
-  "http.auth.ldap": "LDAP accounts are not implemented yet; use http.auth.htpasswd",
-  "http.auth.bearer": "bearer token authentication is not implemented yet; use http.auth.htpasswd",
-  "http.auth.openid": "OpenID Connect is not implemented yet; use http.auth.htpasswd",
-  "http.auth.apikey": "API keys are not implemented yet; use http.auth.htpasswd",
+  "http.auth.apikey": "API keys are not implemented; false, zot's default, is the only value accepted",
+  "http.auth.sessionKeysFile": "Kagami keeps no login sessions; ignored",
+  "http.auth.sessionDriver": "Kagami keeps no login sessions; ignored",
+  "http.auth.secureSession": "Kagami keeps no login sessions; ignored",
   "http.ratelimit": "rate limiting is not implemented yet",
   "http.compat": "compatibility modes are not needed: Docker manifests are always accepted",
-  "http.tls.cacert": "client certificate authentication is not implemented yet",
   "http.externalUrl": "Location headers are relative, so an external URL is not needed",
   "log.audit": "audit logging is not implemented yet",
 };
@@ -246,14 +255,16 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new ConfigError([{ path: "", message: "the configuration must be a JSON object" }], source);
   }
+  const unenforced = unenforcedSecuritySettings(raw as Record<string, unknown>);
   if (!validate(raw)) {
     const errors = validate.errors ?? [];
     const anyOfPaths = new Set(errors.filter((e) => e.keyword === "anyOf").map((e) => e.instancePath));
     const problems = errors
       .filter((e) => e.keyword === "anyOf" || !anyOfPaths.has(e.instancePath))
       .map((e) => ({ path: jsonPath(e.instancePath), message: describe(e) }));
-    throw new ConfigError(problems, source);
+    throw new ConfigError([...problems, ...unenforced], source);
   }
+  if (unenforced.length > 0) throw new ConfigError(unenforced, source);
   const r = raw as {
     distSpecVersion?: string;
     storage?: {
@@ -339,6 +350,7 @@ interface RawSync {
     manifestCheckInterval?: string;
     negativeCacheTTL?: string;
     content?: SyncContent[];
+    allowLocalWrites?: boolean;
   }[];
 }
 
@@ -364,6 +376,7 @@ function normalizeSync(raw: RawSync): SyncConfig {
       if (r.pollInterval !== undefined) reg.pollIntervalMs = parseDuration(r.pollInterval)!;
       if (r.schedule !== undefined) reg.schedule = r.schedule;
       if (r.certDir !== undefined) reg.certDir = resolve(r.certDir);
+      if (r.allowLocalWrites) reg.allowLocalWrites = true;
       return reg;
     }),
   };

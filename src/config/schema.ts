@@ -86,6 +86,7 @@ const syncRegistry = {
     content: { type: "array", items: syncContent },
     preserveDigest: { type: "boolean" },
     platforms: stringList,
+    allowLocalWrites: { type: "boolean" },
   },
   required: ["urls"],
 };

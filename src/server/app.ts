@@ -8,6 +8,7 @@ import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { listingHandlers } from "./listing.ts";
 import { manifestHandlers } from "./manifests.ts";
+import { refuseWriteIntoMirror } from "./mirror-writes.ts";
 import { type Endpoint, matchRoute } from "./routes.ts";
 import { uploadHandlers } from "./uploads.ts";
 
@@ -154,6 +155,7 @@ export function createApp(deps: AppDeps): Koa {
     const c = ctx as Ctx;
     const m = deps.mirror();
     await deps.access().authorize(c, match.route, m ? (repo) => m.aliases(repo) : (repo) => [repo]);
+    refuseWriteIntoMirror(m, match.route);
     c.state.mirror = ns !== undefined && m && !m.pullsFrom(ns) ? undefined : m;
     c.state.repo = match.route.repo;
     c.state.ref = match.route.ref;

@@ -473,6 +473,14 @@ export class Mirror {
     }
     return seen?.list ?? [];
   }
+
+  /**
+   * The upstream (its first URL) that serves a repository on demand and has not allowed local
+   * writes into it, if any: a local push would pin its tags, a delete would drop its content.
+   */
+  writeProtectingUpstream(localRepo: string): string | undefined {
+    return this.routes(localRepo).find((r) => !r.registry.allowLocalWrites)?.registry.urls[0];
+  }
 }
 
 export type { SyncRegistryConfig };

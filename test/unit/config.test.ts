@@ -31,7 +31,7 @@ describe("config", () => {
         address: "127.0.0.1",
         port: "8080",
         realm: "zot",
-        auth: { htpasswd: { path: "/x" }, ldap: { address: "ldap.example" } },
+        auth: { htpasswd: { path: "/x" }, sessionKeysFile: "/x/keys" },
       },
       log: { level: "debug", audit: "/tmp/audit.log" },
       extensions: { search: { enable: true }, ui: { enable: true } },
@@ -44,7 +44,7 @@ describe("config", () => {
     expect(paths).toEqual(
       expect.arrayContaining([
         "storage.storageDriver",
-        "http.auth.ldap",
+        "http.auth.sessionKeysFile",
         "log.audit",
         "extensions.search",
         "extensions.ui",
@@ -52,6 +52,73 @@ describe("config", () => {
     );
     expect(paths).not.toContain("storage.dedupe");
     expect(paths).not.toContain("storage.gc");
+  });
+  it("refuses every access or authentication setting it would not enforce, naming the field", () => {
+    const found = problems({
+      http: {
+        tls: { cert: "c", key: "k", cacert: "ca" },
+        auth: {
+          htpasswd: { path: "/x" },
+          ldap: { address: "ldap.example" },
+          bearer: { realm: "r", service: "s", cert: "c" },
+          openid: { providers: { oidc: { issuer: "https://id.example" } } },
+          apikey: true,
+          mtls: {},
+          kerberos: {},
+        },
+        accessControl: {
+          repositories: {
+            "**": {
+              policies: [
+                { users: ["ci"], actions: ["read", "create"], conditions: [{ reference: "digest" }] },
+              ],
+              defaultPolicy: ["read", "detectManifestCollision"],
+              mode: "strict",
+            },
+          },
+          adminPolicy: { users: ["admin"], actions: ["delete"], conditions: {} },
+          groups: { ops: { users: ["ana"], ldapGroup: "cn=ops" } },
+          "legacy/**": { anonymousPolicy: ["read"], conditions: {} },
+        },
+      },
+    });
+    const paths = found.map((p) => p.slice(0, p.indexOf(": ")));
+    expect(paths.sort()).toEqual(
+      [
+        "http.tls.cacert",
+        "http.auth.ldap",
+        "http.auth.bearer",
+        "http.auth.openid",
+        "http.auth.apikey",
+        "http.auth.mtls",
+        "http.auth.kerberos",
+        "http.accessControl.repositories.**.policies[0].conditions",
+        "http.accessControl.repositories.**.defaultPolicy[1]",
+        "http.accessControl.repositories.**.mode",
+        "http.accessControl.adminPolicy.conditions",
+        "http.accessControl.groups.ops.ldapGroup",
+        "http.accessControl.legacy/**.conditions",
+      ].sort(),
+    );
+    expect(found.join("\n")).toMatch(/http\.auth\.ldap: LDAP accounts are not implemented/);
+    expect(found.join("\n")).toMatch(/conditions: policy 'conditions' is not implemented; remove it/);
+  });
+  it("refuses a security section spelled in another case, which zot would read", () => {
+    expect(problems({ http: { AccessControl: { "**": { anonymousPolicy: ["read"] } } } })).toEqual([
+      expect.stringMatching(/^http\.AccessControl: write it as 'accessControl'/),
+    ]);
+    expect(problems({ HTTP: { auth: { htpasswd: { path: "/x" } } } })).toEqual([
+      expect.stringMatching(/^HTTP: write it as 'http'/),
+    ]);
+  });
+  it("accepts the security settings that grant nothing when ignored", () => {
+    const { warnings } = parseConfig({
+      http: {
+        auth: { htpasswd: { path: "/x" }, apikey: false, secureSession: true },
+        accessControl: { metrics: { users: ["prom"] }, "**": { anonymousPolicy: ["read"] } },
+      },
+    });
+    expect(warnings.map((w) => w.path)).toEqual(["http.auth.apikey", "http.auth.secureSession"]);
   });
   it("warns about unknown fields instead of failing", () => {
     const { warnings } = parseConfig({ storage: { rootDirectory: "/x", bogus: 1 } });
