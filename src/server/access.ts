@@ -91,7 +91,7 @@ export class AccessState {
         },
       );
     }
-    if (parseAuthorization(ctx.get("Authorization") || undefined).kind === "bearer") {
+    if (heldToken(ctx)) {
       throw this.unauthorized("a token is not exchanged for another; send Basic credentials");
     }
     const who = await this.identify(ctx);
@@ -158,11 +158,11 @@ export class AccessState {
 }
 
 /** The docker CLI says `Docker-Client/<version>`; the daemon, pulling for it, starts with `docker/<version>`. */
-export function isDockerClient(userAgent: string): boolean {
+function isDockerClient(userAgent: string): boolean {
   return userAgent.includes("Docker-Client/") || userAgent.startsWith("docker/");
 }
 
-/** Whether the caller came with a bearer token (already checked by `identify`). */
+/** Whether the caller came with a bearer token (checked by `identify`, if that ran). */
 function heldToken(ctx: Ctx): boolean {
   return parseAuthorization(ctx.get("Authorization") || undefined).kind === "bearer";
 }
