@@ -1,9 +1,10 @@
 export type Credentials =
   | { kind: "none" }
   | { kind: "basic"; user: string; password: string }
+  | { kind: "bearer"; token: string }
   | { kind: "malformed"; reason: string };
 
-/** Reads an `Authorization` header; anything that is not well-formed Basic is reported, never thrown. */
+/** Reads an `Authorization` header; anything that is not well-formed Basic or Bearer is reported, never thrown. */
 export function parseAuthorization(header: string | undefined): Credentials {
   if (header === undefined || header === "") return { kind: "none" };
   const m = /^(\S+)\s+(\S+)$/.exec(header.trim());
@@ -12,7 +13,9 @@ export function parseAuthorization(header: string | undefined): Credentials {
       kind: "malformed",
       reason: "the Authorization header is not of the form '<scheme> <credentials>'",
     };
-  if (m[1]!.toLowerCase() !== "basic") {
+  const scheme = m[1]!.toLowerCase();
+  if (scheme === "bearer") return { kind: "bearer", token: m[2]! };
+  if (scheme !== "basic") {
     return {
       kind: "malformed",
       reason: `authorization scheme '${m[1]!.slice(0, 20)}' is not supported; use Basic`,

@@ -89,6 +89,11 @@ export class HtpasswdAccounts {
     return this.users.size;
   }
 
+  /** Whether the account still exists: a token issued to a removed account must stop working. */
+  has(user: string): boolean {
+    return this.users.has(user);
+  }
+
   async verify(user: string, password: string): Promise<boolean> {
     const key = createHmac("sha256", this.cacheKey)
       .update(user)

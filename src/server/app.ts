@@ -111,6 +111,7 @@ export function createApp(deps: AppDeps): Koa {
   router.get("/_kagami/health", (ctx) => {
     ctx.body = { status: "ok" };
   });
+  router.get("/_kagami/token", (ctx) => deps.access().issueToken(ctx as Ctx));
   router.get("/_kagami/sync", async (ctx) => {
     const access = deps.access();
     // Upstream URLs and errors are for operators: where accounts exist, only signed-in callers see them.

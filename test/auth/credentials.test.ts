@@ -16,8 +16,16 @@ describe("Authorization header", () => {
     expect(parseAuthorization(`Basic ${b64(":")}`)).toEqual({ kind: "none" });
     expect(parseAuthorization(undefined)).toEqual({ kind: "none" });
   });
-  it.each(["Bearer x", "Basic", "Basic a b", "Basic %%%", `Basic ${b64("nocolon")}`, `Basic ${b64(":pw")}`])(
-    "reports %s as malformed",
-    (h) => expect(parseAuthorization(h).kind).toBe("malformed"),
-  );
+  it("reads a Bearer token as it is, for the access state to check", () => {
+    expect(parseAuthorization("Bearer abc.def")).toEqual({ kind: "bearer", token: "abc.def" });
+  });
+  it.each([
+    "Digest x",
+    "Bearer",
+    "Basic",
+    "Basic a b",
+    "Basic %%%",
+    `Basic ${b64("nocolon")}`,
+    `Basic ${b64(":pw")}`,
+  ])("reports %s as malformed", (h) => expect(parseAuthorization(h).kind).toBe("malformed"));
 });
