@@ -1,0 +1,135 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, open, readdir, rm, statfs, unlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
+import { ociManifest, type PushedImage, pushBlob, pushImage, sha256 } from "../helpers/push.ts";
+import { hasTool } from "../helpers/tools.ts";
+
+const MiB = 1024 * 1024;
+// A private mount namespace with a small tmpfs for the data directory needs root and unshare.
+const canRun = hasTool("unshare") && (process.getuid?.() === 0 || process.env.CI === "true");
+
+describe.skipIf(!canRun)("a full disk", () => {
+  let root: string;
+  let kagami: RunningKagami;
+  let image: PushedImage;
+  /** The data directory as the test sees it: through the server's own mount namespace. */
+  let data: string;
+  const filler = () => join(data, "filler");
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), "kagami-full-"));
+    await mkdir(join(root, "data"));
+    kagami = await startKagami({
+      rootDir: root,
+      launcher: [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"',
+        join(root, "data"),
+      ],
+    });
+    data = `/proc/${kagami.proc.pid}/root${join(root, "data")}`;
+    image = await pushImage(kagami.url, "app", "v1");
+    // Leave about 4 MiB free: an 8 MiB blob cannot fit, and SQLite still has room for its rows.
+    const fs = await statfs(data);
+    await writeFile(filler(), Buffer.alloc(fs.bavail * fs.bsize - 4 * MiB));
+  }, 60_000);
+
+  afterAll(async () => {
+    await kagami?.stop();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  async function expectFullError(res: Response, code: string): Promise<void> {
+    expect(res.status).toBe(507);
+    const body = (await res.json()) as { errors: { code: string; message: string }[] };
+    expect(body.errors[0]!.code).toBe(code);
+    expect(body.errors[0]!.message).toMatch(/storage is full \((ENOSPC|SQLITE_FULL)\).*free space/);
+  }
+
+  async function expectReadsWork(): Promise<void> {
+    const m = await fetch(`${kagami.url}/v2/app/manifests/v1`, { headers: { Accept: ociManifest } });
+    expect(m.status).toBe(200);
+    expect(Buffer.from(await m.arrayBuffer()).equals(image.manifest)).toBe(true);
+    const b = await fetch(`${kagami.url}/v2/app/blobs/${image.layers[0]}`);
+    expect(b.status).toBe(200);
+    expect(sha256(Buffer.from(await b.arrayBuffer()))).toBe(image.layers[0]);
+    expect(kagami.proc.exitCode).toBeNull();
+  }
+
+  const uploadFiles = () => readdir(join(data, "uploads"));
+
+  it("answers a monolithic push that does not fit with 507 and drops its data", async () => {
+    const blob = randomBytes(8 * MiB);
+    const res = await fetch(`${kagami.url}/v2/app/blobs/uploads/?digest=${sha256(blob)}`, {
+      method: "POST",
+      body: blob,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+    await expectFullError(res, "BLOB_UPLOAD_INVALID");
+    expect(await uploadFiles()).toEqual([]);
+    await expectReadsWork();
+  });
+
+  it("answers a chunk that does not fit with 507 and drops the session", async () => {
+    const start = await fetch(`${kagami.url}/v2/app/blobs/uploads/`, { method: "POST" });
+    expect(start.status).toBe(202);
+    const location = new URL(start.headers.get("location")!, kagami.url);
+    const res = await fetch(location, {
+      method: "PATCH",
+      body: randomBytes(8 * MiB),
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+    await expectFullError(res, "BLOB_UPLOAD_INVALID");
+    expect(await uploadFiles()).toEqual([]);
+    const status = await fetch(location);
+    expect(status.status).toBe(404);
+    await expectReadsWork();
+  });
+
+  it("answers a manifest push on a completely full disk with 507", async () => {
+    const fh = await open(join(data, "filler-rest"), "w");
+    try {
+      for (;;) await fh.write(Buffer.alloc(64 * 1024));
+    } catch (err) {
+      expect((err as NodeJS.ErrnoException).code).toBe("ENOSPC");
+    } finally {
+      await fh.close();
+    }
+    const manifest = JSON.parse(image.manifest.toString()) as Record<string, unknown>;
+    const res = await fetch(`${kagami.url}/v2/app/manifests/v2`, {
+      method: "PUT",
+      body: JSON.stringify({ ...manifest, annotations: { other: "yes" } }),
+      headers: { "Content-Type": ociManifest },
+    });
+    await expectFullError(res, "INTERNAL_ERROR");
+    expect(await readdir(join(data, "tmp"))).toEqual([]);
+    await expectReadsWork();
+    await unlink(join(data, "filler-rest"));
+  });
+
+  it("takes pushes again once space is freed", async () => {
+    await unlink(filler());
+    const blob = randomBytes(8 * MiB);
+    const digest = await pushBlob(kagami.url, "app", blob);
+    const got = await fetch(`${kagami.url}/v2/app/blobs/${digest}`);
+    expect(sha256(Buffer.from(await got.arrayBuffer()))).toBe(digest);
+
+    const chunked = randomBytes(6 * MiB);
+    const start = await fetch(`${kagami.url}/v2/app/blobs/uploads/`, { method: "POST" });
+    const location = new URL(start.headers.get("location")!, kagami.url);
+    const patch = await fetch(location, { method: "PATCH", body: chunked });
+    expect(patch.status).toBe(202);
+    const done = new URL(patch.headers.get("location")!, kagami.url);
+    done.searchParams.set("digest", sha256(chunked));
+    expect((await fetch(done, { method: "PUT" })).status).toBe(201);
+    await expectReadsWork();
+  });
+});
