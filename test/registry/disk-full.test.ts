@@ -116,6 +116,17 @@ describe.skipIf(!canRun)("a full disk", () => {
     await expectReadsWork();
   });
 
+  it("answers a closing PUT whose body does not fit with 507 and drops the session", async () => {
+    const blob = randomBytes(8 * MiB);
+    const start = await fetch(`${kagami.url}/v2/app/blobs/uploads/`, { method: "POST" });
+    const location = new URL(start.headers.get("location")!, kagami.url);
+    location.searchParams.set("digest", sha256(blob));
+    const res = await fetch(location, { method: "PUT", body: blob });
+    await expectFullError(res, "BLOB_UPLOAD_INVALID");
+    expect(await uploadFiles()).toEqual([]);
+    await expectReadsWork();
+  });
+
   it("answers a manifest push on a completely full disk with 507", async () => {
     const fh = await open(join(data, "filler-rest"), "w");
     try {
