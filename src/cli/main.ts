@@ -38,7 +38,20 @@ async function serve(configPath: string | undefined): Promise<void> {
   const { config, warnings } = load(configPath);
   const logger = createLogger(config.log);
   for (const w of warnings) logger.warn({ field: w.path }, `config: ${w.path}: ${w.message}`);
-  const running = await startServer(config, logger);
+  let running: Awaited<ReturnType<typeof startServer>>;
+  try {
+    running = await startServer(config, logger);
+  } catch (err) {
+    // Exit now rather than wait for the event loop to empty: whatever start-up left open (a pino
+    // destination, a library's handle) must not leave a process that a service manager takes for a
+    // running server while nothing listens.
+    process.stderr.write(`kagami: ${(err as Error).message ?? String(err)}\n`);
+    logger.error({ err }, "start-up failed");
+    process.exitCode = 1;
+    logger.flush(() => process.exit(1));
+    setTimeout(() => process.exit(1), 1000);
+    return;
+  }
   let signalled = false;
   const stop = (signal: string) => {
     if (signalled) {

@@ -3,6 +3,7 @@ import Router from "@koa/router";
 import Koa from "koa";
 import { RegistryError } from "../oci/errors.ts";
 import { assertValidName } from "../oci/names.ts";
+import { isStorageFull, storageFullError } from "../store/storage-full.ts";
 import { assertNsHost, nsLocalName } from "../sync/routing.ts";
 import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
@@ -58,6 +59,10 @@ export function createApp(deps: AppDeps): Koa {
     const started = process.hrtime.bigint();
     const id = ctx.get("X-Request-Id") || randomUUID();
     ctx.set("X-Request-Id", id);
+    // Read while the request is alive: once its socket is destroyed (a client gone, a failed body),
+    // ctx.ip throws, and a throw in a 'close' listener would take the whole process down.
+    const remote = ctx.ip;
+    const bytesIn = Number(ctx.get("Content-Length") || 0);
     let failed: unknown;
     try {
       await next();
@@ -66,18 +71,24 @@ export function createApp(deps: AppDeps): Koa {
       throw err;
     } finally {
       ctx.res.once("close", () => {
-        const line = {
-          reqId: id,
-          method: ctx.method,
-          path: ctx.path,
-          status: failed && !ctx.res.headersSent ? 500 : ctx.status,
-          bytesOut: ctx.response.length ?? 0,
-          bytesIn: Number(ctx.get("Content-Length") || 0),
-          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
-          remote: ctx.ip,
-          aborted: !ctx.res.writableFinished,
-        };
-        logger.info(line, "request");
+        try {
+          logger.info(
+            {
+              reqId: id,
+              method: ctx.method,
+              path: ctx.path,
+              status: failed && !ctx.res.headersSent ? 500 : ctx.status,
+              bytesOut: ctx.response.length ?? 0,
+              bytesIn,
+              durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+              remote,
+              aborted: !ctx.res.writableFinished,
+            },
+            "request",
+          );
+        } catch (err) {
+          logger.warn({ err, reqId: id }, "access log line failed");
+        }
       });
     }
   });
@@ -87,12 +98,19 @@ export function createApp(deps: AppDeps): Koa {
     ctx.set("Docker-Distribution-API-Version", "registry/2.0");
     try {
       await next();
-    } catch (err) {
+    } catch (caught) {
+      const err = isStorageFull(caught)
+        ? storageFullError(
+            caught,
+            ctx.path.includes("/blobs/uploads/") ? "BLOB_UPLOAD_INVALID" : "INTERNAL_ERROR",
+          )
+        : caught;
       if (err instanceof RegistryError) {
         ctx.status = err.status;
         for (const [k, v] of Object.entries(err.headers)) ctx.set(k, v);
         ctx.body = err.toBody();
-        if (err.status >= 500) logger.error({ err }, "request failed");
+        if (err.status >= 500)
+          logger.error({ err, cause: err === caught ? undefined : caught }, "request failed");
         return;
       }
       if (isClientAbort(err)) {

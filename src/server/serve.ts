@@ -8,6 +8,7 @@ import { Mirror } from "../sync/mirror.ts";
 import { SyncScheduler } from "../sync/scheduler.ts";
 import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
+import { answerClientErrors } from "./client-errors.ts";
 import { watchConfig } from "./reload.ts";
 
 export interface RunningServer {
@@ -21,7 +22,25 @@ export interface RunningServer {
 const purgeIntervalMs = 3_600_000;
 
 export async function startServer(config: KagamiConfig, logger: Logger): Promise<RunningServer> {
+  // Read before anything is opened: a missing certificate is then a failure with nothing to undo.
+  const tls = config.http.tls
+    ? { cert: readFileSync(config.http.tls.cert), key: readFileSync(config.http.tls.key) }
+    : undefined;
   const stores = await Stores.open(config.storage);
+  try {
+    return await run(config, logger, stores, tls);
+  } catch (err) {
+    stores.close();
+    throw err;
+  }
+}
+
+async function run(
+  config: KagamiConfig,
+  logger: Logger,
+  stores: Stores,
+  tls: { cert: Buffer; key: Buffer } | undefined,
+): Promise<RunningServer> {
   const purge = async () => {
     for (const store of stores.all()) {
       try {
@@ -64,6 +83,16 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
       logger.info({ registries: next.sync?.registries.length ?? 0 }, "sync configuration applied");
     }
   });
+  const stopTimers = () => {
+    clearInterval(timer);
+    if (gcTimer) clearInterval(gcTimer);
+    stopWatching();
+  };
+  const stopServices = async () => {
+    access.close();
+    sync?.stop();
+    await mirror?.close();
+  };
   const app = createApp({
     stores,
     config,
@@ -73,41 +102,28 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
     sync: () => sync,
   });
   const handler = app.callback();
-  const server = config.http.tls
-    ? createHttps(
-        { cert: readFileSync(config.http.tls.cert), key: readFileSync(config.http.tls.key) },
-        handler,
-      )
-    : createHttp(handler);
-  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return socket.destroy();
-    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
-    const body = JSON.stringify({
-      errors: [
-        {
-          code: tooLarge ? "SIZE_INVALID" : "UNSUPPORTED",
-          message: tooLarge
-            ? "request headers are too large (the limit is 16 KiB)"
-            : "malformed HTTP request",
-        },
-      ],
-    });
-    socket.end(
-      `HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  });
+  const server = tls ? createHttps(tls, handler) : createHttp(handler);
+  answerClientErrors(server);
   // Large layers over slow links: never cut a healthy upload or download by a fixed request timeout.
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 60_000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.http.port, config.http.address, () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.http.port, config.http.address, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // Nothing listens, so nothing may keep the process up: the config watcher and the sync
+    // scheduler would, and a service manager would see a server that is not there as running.
+    stopTimers();
+    await stopServices();
+    throw err;
+  }
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.http.port;
   const scheme = config.http.tls ? "https" : "http";
@@ -122,9 +138,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
     url,
     close() {
       closing ??= (async () => {
-        clearInterval(timer);
-        if (gcTimer) clearInterval(gcTimer);
-        stopWatching();
+        stopTimers();
         const done = new Promise<void>((resolve) => server.close(() => resolve()));
         // Connections that finish their last request during the drain become idle too; close them as they do.
         server.closeIdleConnections();
@@ -141,9 +155,7 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
           await done;
         }
         clearInterval(reaper);
-        access.close();
-        sync?.stop();
-        await mirror?.close();
+        await stopServices();
         stores.close();
         logger.info("kagami stopped");
       })();

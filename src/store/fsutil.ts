@@ -26,15 +26,16 @@ export async function writeFileAtomic(tmpDir: string, dest: string, data: Uint8A
   const tmp = join(tmpDir, `${randomUUID()}.tmp`);
   const handle = await open(tmp, "w");
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await mkdir(dirname(dest), { recursive: true });
     await rename(tmp, dest);
   } catch (err) {
+    // A write that ran out of space must give its part back at once, not at the next purge.
     await unlink(tmp).catch(() => {});
     throw err;
   }

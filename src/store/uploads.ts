@@ -2,14 +2,15 @@ import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { Transform } from "node:stream";
+import type { Readable, Writable } from "node:stream";
+import { finished, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type DigestAlgorithm, newHash, parseDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import type { BlobFiles } from "./blob-files.ts";
 import { isNotFound } from "./fsutil.ts";
 import type { Metadata } from "./metadata.ts";
+import { isStorageFull } from "./storage-full.ts";
 
 /** A running hash kept while the process lives; after a restart the file is hashed again at commit. */
 interface HashState {
@@ -56,7 +57,12 @@ export class Uploads {
     const id = randomUUID();
     const handle = await open(this.file(id), "wx");
     await handle.close();
-    this.meta.createUpload(id, repo);
+    try {
+      this.meta.createUpload(id, repo);
+    } catch (err) {
+      await unlink(this.file(id)).catch(() => {});
+      throw err;
+    }
     this.touched.set(id, Date.now());
     this.hashes.set(id, { hash: newHash("sha256"), algorithm: "sha256", offset: 0 });
     return id;
@@ -118,13 +124,15 @@ export class Uploads {
         },
       });
       try {
-        await pipeline(
+        await writeBody(
           body,
           counter,
           createWriteStream(this.file(id), { flags: "a", highWaterMark: writeBuffer }),
         );
       } catch (err) {
         this.hashes.delete(id);
+        // A full disk must not stay full because of a half-written session: drop it now, not at uploadMaxAge.
+        if (isStorageFull(err)) await this.remove(id).catch(() => {});
         throw err;
       }
       if (state) state.offset += written;
@@ -171,8 +179,13 @@ export class Uploads {
         { detail: { expected: digest, actual } },
       );
     }
-    await this.files.adopt(this.file(id), digest);
-    this.meta.linkBlob(repo, digest, size, id);
+    try {
+      await this.files.adopt(this.file(id), digest);
+      this.meta.linkBlob(repo, digest, size, id);
+    } catch (err) {
+      if (isStorageFull(err)) await this.remove(id).catch(() => {});
+      throw err;
+    }
     this.touched.delete(id);
     return { digest, size };
   }
@@ -191,13 +204,17 @@ export class Uploads {
 
   async cancel(repo: string, id: string): Promise<void> {
     this.lookup(repo, id);
-    this.discard(id);
-    await unlink(this.file(id)).catch(() => {});
+    await this.remove(id);
   }
 
-  private discard(id: string): void {
+  /**
+   * The file goes first: it holds the space, and a full database may refuse the row's delete
+   * (size() drops a row whose file is gone, and the purge does too).
+   */
+  private async remove(id: string): Promise<void> {
     this.hashes.delete(id);
     this.touched.delete(id);
+    await unlink(this.file(id)).catch(() => {});
     this.meta.deleteUpload(id);
   }
 
@@ -206,8 +223,7 @@ export class Uploads {
     let removed = 0;
     for (const id of this.meta.staleUploads(Date.now() - maxAgeMs)) {
       if (this.busy.has(id)) continue;
-      this.discard(id);
-      await unlink(this.file(id)).catch(() => {});
+      await this.remove(id);
       removed++;
     }
     const known = this.meta.uploadIds();
@@ -225,6 +241,27 @@ export class Uploads {
       if (st && Date.now() - st.mtimeMs > 60_000) await unlink(p).catch(() => {});
     }
     return removed;
+  }
+}
+
+/**
+ * Streams a request body through `through` into `file`. Unlike pipeline(body, ...), a failed write
+ * neither destroys the body nor its socket: the rest of the body is drained so the server can still
+ * answer (a 507 on a full disk) instead of cutting the connection.
+ */
+async function writeBody(body: Readable, through: Transform, file: Writable): Promise<void> {
+  const stopWatching = finished(body, (err) => {
+    if (err) through.destroy(err);
+  });
+  body.pipe(through);
+  try {
+    await pipeline(through, file);
+  } catch (err) {
+    body.unpipe(through);
+    if (!body.destroyed && !body.readableEnded) body.resume();
+    throw err;
+  } finally {
+    stopWatching();
   }
 }
 

@@ -132,6 +132,7 @@ export class BlobFetcher {
     let id: string | undefined;
     let fh: FileHandle | undefined;
     let writer: StagingWriter | undefined;
+    let failed: Error | undefined;
     try {
       const content = await openUpstream();
       if (!content) {
@@ -222,11 +223,14 @@ export class BlobFetcher {
         { digest: blob.digest, repo, err: (err as Error).message },
         "upstream blob fetch failed",
       );
-      blob.fail(err as Error);
+      failed = err as Error;
     } finally {
       await writer?.idle();
       if (fh) await fh.close().catch(() => {});
       if (id) await this.local.uploads.cancel(repo, id).catch(() => {});
     }
+    // Only now do readers learn of the failure: by then the staging file is gone, so a full disk
+    // is freed before anyone retries.
+    if (failed) blob.fail(failed);
   }
 }

@@ -33,6 +33,8 @@ export interface KagamiOptions {
   port?: number;
   /** Serve HTTPS with this certificate and key (PEM files). */
   tls?: { cert: string; key: string };
+  /** A command line the server runs under (unshare, mount, ...); it must end by exec'ing its arguments. */
+  launcher?: string[];
 }
 
 /** Starts the built server (dist/) as a real process on a free loopback port. `npm test` builds first. */
@@ -54,7 +56,8 @@ export async function startKagami(opts: KagamiOptions = {}): Promise<RunningKaga
   };
   const configPath = join(rootDir, "config.json");
   await writeFile(configPath, JSON.stringify(config, null, 2));
-  const proc = spawn(process.execPath, [kagamiBin, "serve", "--config", configPath], {
+  const argv = [...(opts.launcher ?? []), process.execPath, kagamiBin, "serve", "--config", configPath];
+  const proc = spawn(argv[0]!, argv.slice(1), {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -1,0 +1,42 @@
+import type { Server } from "node:http";
+import type { Socket } from "node:net";
+
+/** Requests on a connection whose response has not ended yet (pipelined ones queue behind the first). */
+const unanswered = new WeakMap<Socket, number>();
+
+function errorResponse(err: NodeJS.ErrnoException): string {
+  const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+  const body = JSON.stringify({
+    errors: [
+      {
+        code: tooLarge ? "SIZE_INVALID" : "UNSUPPORTED",
+        message: tooLarge ? "request headers are too large (the limit is 16 KiB)" : "malformed HTTP request",
+      },
+    ],
+  });
+  return `HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+
+/**
+ * Answers a request Node could not parse with the spec's error JSON, but only on a connection with
+ * no response under way: written behind a response (bytes pipelined after a blob GET), a 400 would
+ * land in the middle of that response's body, which the client would take for blob content.
+ */
+export function answerClientErrors(server: Server): void {
+  server.on("request", (req, res) => {
+    const socket = req.socket;
+    unanswered.set(socket, (unanswered.get(socket) ?? 0) + 1);
+    res.once("close", () => {
+      const left = (unanswered.get(socket) ?? 1) - 1;
+      if (left > 0) unanswered.set(socket, left);
+      else unanswered.delete(socket);
+    });
+  });
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || unanswered.has(socket)) {
+      socket.destroy();
+      return;
+    }
+    socket.end(errorResponse(err));
+  });
+}
