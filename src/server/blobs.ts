@@ -1,6 +1,7 @@
 import { open, readFile } from "node:fs/promises";
 import { RegistryError } from "../oci/errors.ts";
 import { ByteLru } from "../store/byte-lru.ts";
+import { isStorageFull } from "../store/storage-full.ts";
 import type { MirroredBlob } from "../sync/mirror.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { emptyResponse, setHeaders } from "./context.ts";
@@ -66,6 +67,17 @@ async function openFirst(paths: string[]) {
   throw last;
 }
 
+/** What a blob answer sets, taken back when an error answer goes out instead. */
+const blobHeaders = [
+  "content-length",
+  "content-range",
+  "accept-ranges",
+  "etag",
+  "cache-control",
+  "docker-content-digest",
+  "content-type",
+];
+
 async function sendFile(
   ctx: Ctx,
   paths: string[],
@@ -93,6 +105,7 @@ async function sendFile(
   res.once("close", onClose);
   let writing: Promise<void> | undefined;
   let clean = false;
+  let failure: unknown;
   try {
     for (let done = 0, i = 0; done < length; i++) {
       const buf = bufs[i % 2]!;
@@ -127,12 +140,20 @@ async function sendFile(
     await writing;
     clean = !closed || res.writableFinished;
   } catch (err) {
-    res.destroy(err as Error);
+    if (res.headersSent || closed) res.destroy(err as Error);
+    else {
+      // Nothing was sent yet (a mirror fetch failed before its first byte): the client gets the
+      // error as a spec answer (a 502, or 507 for a full disk) instead of a cut connection.
+      for (const name of blobHeaders) res.removeHeader(name);
+      ctx.respond = true;
+      failure = err;
+    }
   } finally {
     res.off("close", onClose);
     await fh.close();
     if (clean) for (const b of bufs) giveBuffer(b);
   }
+  if (failure !== undefined) throw failure;
 }
 
 export function blobHandlers({ stores }: AppDeps) {
@@ -180,7 +201,16 @@ export function blobHandlers({ stores }: AppDeps) {
       return;
     }
     if (mirrored) {
-      await sendFile(ctx, mirrored.paths, range?.start ?? 0, length, mirrored.growing);
+      await sendFile(ctx, mirrored.paths, range?.start ?? 0, length, mirrored.growing).catch(
+        (err: unknown) => {
+          if (err instanceof RegistryError || isStorageFull(err)) throw err;
+          throw new RegistryError(
+            "BLOB_UNKNOWN",
+            `blob ${digest} of '${repo}' could not be fetched from upstream: ${(err as Error).message}`,
+            { status: 502, detail: { name: repo, digest } },
+          );
+        },
+      );
       return;
     }
     const path = registry.files.path(digest);

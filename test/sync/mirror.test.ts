@@ -263,6 +263,26 @@ describe.runIf(hasTool("docker-registry"))("pull-through mirror of a distributio
     await assertStoreIntact(mirror);
   });
 
+  it("answers a spec error, not a cut connection, when a blob fetch fails before its first byte", async () => {
+    const data = randomBytes(256 * 1024);
+    const d = await pushBlob(upstream.url, "lib/empty-body", data);
+    proxy.setRules([{ method: "GET", path: d, fault: { kind: "truncate", afterBytes: 0 } }]);
+    try {
+      await referBlob(upstream.url, mirror.url, "lib/empty-body", d, data.length);
+      const res = await fetch(`${mirror.url}/v2/lib/empty-body/blobs/${d}`);
+      expect(res.status).toBe(502);
+      const body = (await res.json()) as { errors: { code: string; message: string }[] };
+      expect(body.errors[0]!.code).toBe("BLOB_UNKNOWN");
+      expect(body.errors[0]!.message).toContain(proxy.url);
+      expect(res.headers.get("docker-content-digest")).toBeNull();
+    } finally {
+      proxy.setRules([]);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const ok = await fetch(`${mirror.url}/v2/lib/empty-body/blobs/${d}`);
+    expect(await digestOfResponse(ok)).toBe(d);
+  });
+
   it("names the upstream and its failure on a miss, and serves cached content when upstream is down", async () => {
     proxy.setRules([{ path: "/lib/broken/", fault: { kind: "status", status: 500 } }]);
     const miss = await fetch(`${mirror.url}/v2/lib/broken/manifests/v1`);
