@@ -6,7 +6,14 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
-import { ociManifest, type PushedImage, pushBlob, pushImage, sha256 } from "../helpers/push.ts";
+import {
+  imageManifest,
+  ociManifest,
+  type PushedImage,
+  pushBlob,
+  pushImage,
+  sha256,
+} from "../helpers/push.ts";
 import { hasTool } from "../helpers/tools.ts";
 
 const MiB = 1024 * 1024;
@@ -191,7 +198,18 @@ describe.skipIf(!canRun || !hasTool("docker-registry"))("a full disk under the m
     const { kagami, data } = disk;
     const blob = randomBytes(8 * MiB);
     const digest = await pushBlob(upstream.url, "lib/big", blob);
+    const config = Buffer.from("{}");
+    await pushBlob(upstream.url, "lib/big", config);
+    const manifest = imageManifest(config, [blob]);
+    const put = await fetch(`${upstream.url}/v2/lib/big/manifests/v1`, {
+      method: "PUT",
+      body: manifest,
+      headers: { "Content-Type": ociManifest },
+    });
+    expect(put.status).toBe(201);
     await fill(join(data, "filler"), 4 * MiB);
+    // The mirror serves a blob only to a repository whose manifest names it; the manifest still fits.
+    expect((await fetch(`${kagami.url}/v2/lib/big/manifests/v1`)).status).toBe(200);
     const res = await fetch(`${kagami.url}/v2/lib/big/blobs/${digest}`);
     if (res.status === 200) {
       // Headers went out before the disk filled: the only honest end is a cut body, never all of it.
