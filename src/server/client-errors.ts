@@ -3,6 +3,8 @@ import type { Socket } from "node:net";
 
 /** Requests on a connection whose response has not ended yet (pipelined ones queue behind the first). */
 const unanswered = new WeakMap<Socket, number>();
+/** Connections that sent bytes Node could not parse while a response was under way: closed once it ends. */
+const closeWhenAnswered = new WeakSet<Socket>();
 
 function errorResponse(err: NodeJS.ErrnoException): string {
   const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
@@ -20,7 +22,8 @@ function errorResponse(err: NodeJS.ErrnoException): string {
 /**
  * Answers a request Node could not parse with the spec's error JSON, but only on a connection with
  * no response under way: written behind a response (bytes pipelined after a blob GET), a 400 would
- * land in the middle of that response's body, which the client would take for blob content.
+ * land in the middle of that response's body, which the client would take for blob content. There,
+ * the responses under way are finished and the connection is closed after them.
  */
 export function answerClientErrors(server: Server): void {
   server.on("request", (req, res) => {
@@ -29,12 +32,20 @@ export function answerClientErrors(server: Server): void {
     res.once("close", () => {
       const left = (unanswered.get(socket) ?? 1) - 1;
       if (left > 0) unanswered.set(socket, left);
-      else unanswered.delete(socket);
+      else {
+        unanswered.delete(socket);
+        if (closeWhenAnswered.has(socket)) socket.destroy();
+      }
     });
   });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || unanswered.has(socket)) {
+    if (!socket.writable) {
       socket.destroy();
+      return;
+    }
+    if (unanswered.has(socket)) {
+      // The requests already read are answered in full; nothing more is read from this connection.
+      closeWhenAnswered.add(socket);
       return;
     }
     socket.end(errorResponse(err));
