@@ -62,11 +62,30 @@ export class AccessPolicy {
   }
 
   allowed(who: Identity, repo: string, action: Action): boolean {
+    return this.allowedUnder(who, [repo], action);
+  }
+
+  /**
+   * The decision for content that is reachable under several names (a mirrored repository): the
+   * most specific pattern matching any of the names decides for all of them, as the longest
+   * matching pattern decides for one name; equally specific patterns of different names must each
+   * allow. So no name can open what a more specific rule for another name closes.
+   */
+  allowedUnder(who: Identity, names: readonly string[], action: Action): boolean {
     if (!this.acl) return who !== undefined || !this.authEnabled;
     if (who && this.isAdmin(who.user, action)) return true;
-    const entry = this.repos.find((r) => r.match(repo));
-    if (!entry) return false;
-    const { policy } = entry;
+    let deciding: CompiledRepo[] = [];
+    for (const name of names) {
+      const entry = this.repos.find((r) => r.match(name));
+      if (!entry) continue;
+      const longest = deciding[0]?.pattern.length ?? -1;
+      if (entry.pattern.length > longest) deciding = [entry];
+      else if (entry.pattern.length === longest && !deciding.includes(entry)) deciding.push(entry);
+    }
+    return deciding.length > 0 && deciding.every(({ policy }) => this.grants(policy, who, action));
+  }
+
+  private grants(policy: RepoPolicyConfig, who: Identity, action: Action): boolean {
     if (!who) return !!policy.anonymousPolicy?.includes(action);
     if (policy.policies?.some((p) => this.inPolicy(who.user, p) && p.actions?.includes(action))) return true;
     return !!policy.defaultPolicy?.includes(action);

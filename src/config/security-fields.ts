@@ -133,8 +133,11 @@ export function unenforcedSecuritySettings(raw: Json): ConfigProblem[] {
   if (!isObject(http)) return out;
   checkSpelling(http, "http", ["auth", "accessControl", "tls"], out);
   if (isObject(http.auth)) checkAuth(http.auth, out);
-  if (isObject(http.tls) && http.tls.cacert !== undefined) {
-    out.push({ path: "http.tls.cacert", message: mutualTls });
+  if (isObject(http.tls)) {
+    // zot's Go field is CACert, and zot matches field names in any case.
+    for (const key of Object.keys(http.tls)) {
+      if (key.toLowerCase() === "cacert") out.push({ path: `http.tls.${key}`, message: mutualTls });
+    }
   }
   if (isObject(http.accessControl)) checkAccessControl(http.accessControl, "http.accessControl", out);
   return out;

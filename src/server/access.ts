@@ -108,9 +108,12 @@ export class AccessState {
     };
   }
 
-  /** Throws 401 (anonymous) or 403 (signed in) unless the caller may do `action` in `repo`. */
-  require(who: Identity, repo: string, action: Action): void {
-    if (this.policy.allowed(who, repo, action)) return;
+  /**
+   * Throws 401 (anonymous) or 403 (signed in) unless the caller may do `action` in `repo`, which
+   * `names` (its aliases, `repo` among them) may also reach.
+   */
+  require(who: Identity, repo: string, action: Action, names: readonly string[] = [repo]): void {
+    if (this.policy.allowedUnder(who, names, action)) return;
     if (!who && this.accounts) throw this.unauthorized(`authentication required to ${action} '${repo}'`);
     throw new RegistryError(
       "DENIED",
@@ -124,16 +127,13 @@ export class AccessState {
   /**
    * Runs before every API handler: identifies the caller and checks the route's action.
    * `aliases` gives every name that reaches the same content as a repository (a mirrored repository
-   * is reachable by its host-prefixed name too); the action must be allowed under each of them.
+   * is reachable by its host-prefixed name too); the rules decide over all of them at once.
    */
   async authorize(ctx: Ctx, route: MatchedRoute, aliases: (repo: string) => string[]): Promise<void> {
     const who = await this.identify(ctx);
     ctx.state.identity = who;
-    ctx.state.require = (repo: string, action: Action) => {
-      for (const name of aliases(repo)) this.require(who, name, action);
-    };
-    ctx.state.canRead = (repo: string) =>
-      aliases(repo).every((name) => this.policy.allowed(who, name, "read"));
+    ctx.state.require = (repo: string, action: Action) => this.require(who, repo, action, aliases(repo));
+    ctx.state.canRead = (repo: string) => this.policy.allowedUnder(who, aliases(repo), "read");
     switch (route.action) {
       case "none":
         if (who || !this.accounts) return;
@@ -156,7 +156,7 @@ export class AccessState {
         return;
       case "handler":
         // Refuse before the body is read when neither a new tag nor a moved one could be allowed.
-        if (!aliases(route.repo).every((name) => this.policy.allowed(who, name, "update")))
+        if (!this.policy.allowedUnder(who, aliases(route.repo), "update"))
           ctx.state.require(route.repo, "create");
         return;
       default:

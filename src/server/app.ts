@@ -4,12 +4,12 @@ import Koa from "koa";
 import { RegistryError } from "../oci/errors.ts";
 import { assertValidName } from "../oci/names.ts";
 import { isStorageFull, storageFullError } from "../store/storage-full.ts";
-import { assertNsHost, nsLocalName } from "../sync/routing.ts";
 import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { listingHandlers } from "./listing.ts";
 import { manifestHandlers } from "./manifests.ts";
 import { refuseWriteIntoMirror } from "./mirror-writes.ts";
+import { nsRepository } from "./ns.ts";
 import { type Endpoint, matchRoute } from "./routes.ts";
 import { uploadHandlers } from "./uploads.ts";
 
@@ -165,17 +165,15 @@ export function createApp(deps: AppDeps): Koa {
         headers: { Allow: match.allow.join(", ") },
       });
     }
-    // containerd's mirror requests name the registry they are meant for.
-    const ns = typeof ctx.query.ns === "string" && ctx.query.ns !== "" ? ctx.query.ns : undefined;
+    const m = deps.mirror();
     if (match.route.repo) {
-      if (ns !== undefined) match.route.repo = nsLocalName(assertNsHost(ns), match.route.repo);
+      if (m) match.route.repo = nsRepository(m, ctx.query.ns, match.route);
       assertValidName(match.route.repo);
     }
     const c = ctx as Ctx;
-    const m = deps.mirror();
     await deps.access().authorize(c, match.route, m ? (repo) => m.aliases(repo) : (repo) => [repo]);
     refuseWriteIntoMirror(m, match.route);
-    c.state.mirror = ns !== undefined && m && !m.pullsFrom(ns) ? undefined : m;
+    c.state.mirror = m;
     c.state.repo = match.route.repo;
     c.state.ref = match.route.ref;
     await handlers[match.route.endpoint](c);

@@ -27,10 +27,7 @@ export interface RouteState {
   /** Throws 401/403 unless the caller may do `action` in `repo`. */
   require: (repo: string, action: Action) => void;
   canRead: (repo: string) => boolean;
-  /**
-   * The pull-through that may answer this request: none for containerd `ns` requests naming a
-   * host no upstream is configured for, so they get a fast 404 and containerd its next host.
-   */
+  /** The pull-through that answers what the local store lacks, when `extensions.sync` is configured. */
   mirror: Mirror | undefined;
 }
 

@@ -171,20 +171,20 @@ export function splitNsLocalName(
  */
 export function routesForLocal(registries: SyncRegistryConfig[], localRepo: string): UpstreamRoute[] {
   const ns = splitNsLocalName(registries, localRepo);
-  if (ns) {
-    const byHost = routesFor(registries, ns.repo, { ns: ns.host, onDemandOnly: true });
-    if (byHost.length > 0) return byHost;
-    // Explicit content rules may still place a repository there (a destination such as `/docker.io`).
-    return routesFor(registries, localRepo, { onDemandOnly: true }).filter((r) => r.content !== undefined);
-  }
+  if (ns) return routesFor(registries, ns.repo, { ns: ns.host, onDemandOnly: true });
   return routesFor(registries, localRepo, { onDemandOnly: true });
 }
 
-/** The local name under which a registry's content rules place an upstream repository, if any. */
-function bareName(route: UpstreamRoute): string | undefined {
-  if (route.registry.content.length === 0) return route.upstreamRepo;
-  const content = contentFor(route.upstreamRepo, route.registry);
-  return content ? localName(route.upstreamRepo, content) : undefined;
+/** The local names under which a registry's content rules place an upstream repository. */
+function bareNames(route: UpstreamRoute): string[] {
+  if (route.registry.content.length === 0) return [route.upstreamRepo];
+  const names: string[] = [];
+  for (const content of route.registry.content) {
+    if (!globMatch(trimSlashes(content.prefix), trimSlashes(route.upstreamRepo))) continue;
+    const name = localName(route.upstreamRepo, content);
+    if (name !== "") names.push(name);
+  }
+  return names;
 }
 
 /**
@@ -195,9 +195,17 @@ function bareName(route: UpstreamRoute): string | undefined {
 export function aliasesOf(registries: SyncRegistryConfig[], localRepo: string): string[] {
   const names = new Set([localRepo]);
   for (const route of routesForLocal(registries, localRepo)) {
-    for (const host of registryHosts(route.registry)) names.add(nsLocalName(host, route.upstreamRepo));
-    const bare = bareName(route);
-    if (bare !== undefined && bare !== "") names.add(bare);
+    const candidates = [
+      ...registryHosts(route.registry).map((host) => nsLocalName(host, route.upstreamRepo)),
+      ...bareNames(route),
+    ];
+    for (const name of candidates) {
+      // Only a name that is routed to this very upstream repository reaches the same content.
+      const reaches = routesForLocal(registries, name).some(
+        (r) => r.index === route.index && r.upstreamRepo === route.upstreamRepo,
+      );
+      if (reaches) names.add(name);
+    }
   }
   return [...names];
 }

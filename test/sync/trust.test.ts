@@ -40,6 +40,11 @@ describe.runIf(hasTool("docker-registry"))("mirror trust: names, aliases and sha
     servers.push(k);
     return k;
   }
+  async function htpasswdFile(): Promise<string> {
+    const path = join(await mkdtemp(join(tmpdir(), "kagami-trust-")), "htpasswd");
+    writeHtpasswd(path, [["alice", "wonderland"]]);
+    return path;
+  }
   const reg = (url: string, extra: Record<string, unknown> = {}) => ({
     urls: [url],
     onDemand: true,
@@ -74,6 +79,8 @@ describe.runIf(hasTool("docker-registry"))("mirror trust: names, aliases and sha
     expect(put.status).toBe(201);
     // The same repository name on a second registry, with other content.
     await pushImage(other.url, "library/alpine", "3.20");
+    // A repository named after another registry's host, as some mirrors lay theirs out.
+    await pushImage(other.url, "docker.io/library/alpine", "3.20");
     await pushImage(other.url, "library/alpine", "edge");
     await pushImage(upstream.url, "library/alpine", "edge");
   }, 120_000);
@@ -92,13 +99,13 @@ describe.runIf(hasTool("docker-registry"))("mirror trust: names, aliases and sha
     let nsHost: string;
 
     beforeAll(async () => {
-      const htpasswd = join(await mkdtemp(join(tmpdir(), "kagami-trust-")), "htpasswd");
-      writeHtpasswd(htpasswd, [["alice", "wonderland"]]);
       k = await mirror([reg(proxy.url)], {
-        auth: { htpasswd: { path: htpasswd } },
+        auth: { htpasswd: { path: await htpasswdFile() } },
         accessControl: {
           repositories: {
-            "**": { anonymousPolicy: ["read"], defaultPolicy: ["read"] },
+            // Signed-in users get nothing from `**`: alice reads private/** by her own grant only,
+            // under every name of it.
+            "**": { anonymousPolicy: ["read"] },
             "private/**": { policies: [{ users: ["alice"], actions: ["read"] }] },
           },
         },
@@ -180,6 +187,35 @@ describe.runIf(hasTool("docker-registry"))("mirror trust: names, aliases and sha
     });
   });
 
+  it("holds when two content rules of one upstream give an image two local names", async () => {
+    const nsHost = new URL(proxy.url).host;
+    const k = await mirror(
+      [
+        reg(proxy.url, {
+          content: [
+            { prefix: "**", destination: "/all" },
+            { prefix: "private/**", destination: "/p", stripPrefix: true },
+          ],
+        }),
+      ],
+      {
+        auth: { htpasswd: { path: await htpasswdFile() } },
+        accessControl: {
+          repositories: {
+            "**": { anonymousPolicy: ["read"] },
+            "p/**": { policies: [{ users: ["alice"], actions: ["read"] }] },
+          },
+        },
+      },
+    );
+    for (const name of ["p/x", "all/private/x", `${nsHost.replace(":", "-")}/private/x`]) {
+      expect(await status(`${k.url}/v2/${name}/manifests/v1`), name).toBe(401);
+      expect(await status(`${k.url}/v2/${name}/manifests/v1`, alice), name).toBe(200);
+    }
+    expect(await status(`${k.url}/v2/private/x/manifests/v1?ns=${nsHost}`)).toBe(401);
+    expect(await status(`${k.url}/v2/all/public/y/manifests/v1`)).toBe(200);
+  });
+
   describe("containerd's ns reaches only the registry it names", () => {
     it("answers ns for a host without an upstream with a fast 404, never from another registry", async () => {
       const k = await mirror([reg(otherProxy.url)]);
@@ -193,23 +229,37 @@ describe.runIf(hasTool("docker-registry"))("mirror trust: names, aliases and sha
       expect(otherProxy.count("GET", "/v2/") + otherProxy.count("HEAD", "/v2/")).toBe(0);
       // The bare name is still the catch-all's.
       expect(await status(`${k.url}/v2/library/alpine/manifests/3.20`)).toBe(200);
+      // Nor is it answered from what the catch-all was asked for under the host's name.
+      expect(await status(`${k.url}/v2/docker.io/library/alpine/manifests/3.20`)).toBe(200);
+      expect(await status(`${k.url}/v2/library/alpine/manifests/3.20?ns=docker.io`)).toBe(404);
       // A malformed ns is refused, not guessed at.
       const bad = await fetch(`${k.url}/v2/library/alpine/manifests/3.20?ns=a/../b`);
       expect(bad.status).toBe(400);
       expect(await errorCode(bad)).toBe("NAME_INVALID");
     });
 
-    it("does not fall through to another registry when the named host's content rules do not match", async () => {
-      const nsHost = new URL(proxy.url).host;
-      const k = await mirror([reg(proxy.url, { content: [{ prefix: "private/**" }] }), reg(otherProxy.url)]);
-      otherProxy.clear();
-      expect(await status(`${k.url}/v2/library/alpine/manifests/3.20?ns=${nsHost}`)).toBe(404);
-      // The host-prefixed name without ns does not reach the catch-all either.
-      expect(await status(`${k.url}/v2/${nsHost.replace(":", "-")}/library/alpine/manifests/3.20`)).toBe(404);
-      expect(otherProxy.count("GET", "/manifests/") + otherProxy.count("HEAD", "/manifests/")).toBe(0);
-      // What the named host's rules do include is served.
-      expect(await status(`${k.url}/v2/private/x/manifests/v1?ns=${nsHost}`)).toBe(200);
-    });
+    it.each([
+      ["no content rules", {}],
+      ["a ** content rule", { content: [{ prefix: "**" }] }],
+    ])(
+      "does not fall through to another registry (one with %s) when the named host's content rules do not match",
+      async (_, catchAll) => {
+        const nsHost = new URL(proxy.url).host;
+        const k = await mirror([
+          reg(proxy.url, { content: [{ prefix: "private/**" }] }),
+          reg(otherProxy.url, catchAll),
+        ]);
+        otherProxy.clear();
+        expect(await status(`${k.url}/v2/library/alpine/manifests/3.20?ns=${nsHost}`)).toBe(404);
+        // The host-prefixed name without ns does not reach the catch-all either.
+        expect(await status(`${k.url}/v2/${nsHost.replace(":", "-")}/library/alpine/manifests/3.20`)).toBe(
+          404,
+        );
+        expect(otherProxy.count("GET", "/manifests/") + otherProxy.count("HEAD", "/manifests/")).toBe(0);
+        // What the named host's rules do include is served.
+        expect(await status(`${k.url}/v2/private/x/manifests/v1?ns=${nsHost}`)).toBe(200);
+      },
+    );
 
     it("does not look a tag refused by one upstream's filter up at another", async () => {
       const k = await mirror([

@@ -103,6 +103,13 @@ describe("config", () => {
     expect(found.join("\n")).toMatch(/http\.auth\.ldap: LDAP accounts are not implemented/);
     expect(found.join("\n")).toMatch(/conditions: policy 'conditions' is not implemented; remove it/);
   });
+  it("refuses client certificates however the field is spelled (zot's Go name is CACert)", () => {
+    for (const key of ["CACert", "caCert", "CACERT"]) {
+      expect(problems({ http: { tls: { cert: "c", key: "k", [key]: "ca" } } })).toEqual([
+        expect.stringMatching(new RegExp(`^http\\.tls\\.${key}: client certificate authentication`)),
+      ]);
+    }
+  });
   it("refuses a security section spelled in another case, which zot would read", () => {
     expect(problems({ http: { AccessControl: { "**": { anonymousPolicy: ["read"] } } } })).toEqual([
       expect.stringMatching(/^http\.AccessControl: write it as 'accessControl'/),
