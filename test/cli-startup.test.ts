@@ -11,7 +11,7 @@ const dir = mkdtempSync(join(tmpdir(), "kagami-startup-"));
 /** Runs `kagami serve --config` and waits for it to exit, killing it (and failing) after `limitMs`. */
 function serve(
   config: Record<string, unknown>,
-  limitMs = 5_000,
+  limitMs = 30_000,
 ): Promise<{ code: number | null; output: string }> {
   const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(file, JSON.stringify({ storage: { rootDirectory: join(dir, "data") }, ...config }));

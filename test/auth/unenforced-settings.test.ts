@@ -8,17 +8,19 @@ import { freePort } from "../helpers/net.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kagami-unenforced-"));
 
-/** Runs the built CLI; a timeout kills it, so a server that starts anyway shows as a hang, not a pass. */
-function kagami(...args: string[]): Promise<{ code: number | null; stderr: string; ms: number }> {
-  const started = Date.now();
+/**
+ * Runs the built CLI; a timeout kills it, so a server that starts anyway shows as a hang (code
+ * null), not a pass. The limit only tells a hang from an exit, so it is generous for a loaded machine.
+ */
+function kagami(...args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [kagamiBin, ...args],
-      { timeout: 10_000, killSignal: "SIGKILL" },
+      { timeout: 30_000, killSignal: "SIGKILL" },
       (err, _stdout, stderr) => {
         const code = err ? ((err as { code?: number }).code ?? null) : 0;
-        resolve({ code: typeof code === "number" ? code : null, stderr, ms: Date.now() - started });
+        resolve({ code: typeof code === "number" ? code : null, stderr });
       },
     );
   });
@@ -71,10 +73,12 @@ describe("access settings Kagami does not implement", () => {
     expect(r.stderr).toMatch(message);
   });
 
-  it.each(cases)("%s: serve exits promptly, non-zero, naming the field", async (name, http, message) => {
-    const r = await kagami("serve", "--config", await configWith(`serve-${name.length}`, http));
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(message);
-    expect(r.ms).toBeLessThan(5_000);
-  });
+  it.each(cases)(
+    "%s: serve exits non-zero instead of starting, naming the field",
+    async (name, http, message) => {
+      const r = await kagami("serve", "--config", await configWith(`serve-${name.length}`, http));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(message);
+    },
+  );
 });

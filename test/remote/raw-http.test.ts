@@ -834,8 +834,9 @@ describe("RawAgent: time-outs", () => {
     const agent = newAgent({ headersTimeout: 200 });
     const t0 = Date.now();
     expectRawError(await rejection(agent.get(srv.url, {})), "RAW_HEADERS_TIMEOUT", true);
+    // Not before the time-out; the upper bound only tells a fired time-out from a hang.
     expect(Date.now() - t0).toBeGreaterThanOrEqual(180);
-    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(Date.now() - t0).toBeLessThan(20_000);
   });
 
   it("a head that trickles in byte by byte still hits the headers time-out", async () => {
