@@ -5,6 +5,7 @@ import cron from "node-cron";
 import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
 import { parseDuration } from "./duration.ts";
+import { goRegexpProblem } from "./go-regexp.ts";
 import { configSchema } from "./schema.ts";
 import { unenforcedSecuritySettings } from "./security-fields.ts";
 
@@ -184,14 +185,7 @@ function jsonPath(instancePath: string): string {
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
 ajv.addFormat("go-duration", (v: string) => parseDuration(v) !== undefined);
-ajv.addFormat("regex", (v: string) => {
-  try {
-    new RegExp(v);
-    return true;
-  } catch {
-    return false;
-  }
-});
+ajv.addFormat("regex", (v: string) => goRegexpProblem(v) === undefined);
 ajv.addFormat("semver-range", (v: string) => semver.validRange(v) !== null);
 ajv.addFormat("cron", (v: string) => cron.validate(v));
 ajv.addFormat("registry-url", (v: string) => {

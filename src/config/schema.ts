@@ -42,6 +42,12 @@ const repoPolicy = {
   },
 };
 
+const goRegexp = {
+  type: "string",
+  format: "regex",
+  description: "a Go (RE2) regular expression, as zot reads it: no backreferences or lookaround",
+};
+
 const syncContent = {
   type: "object",
   properties: {
@@ -52,8 +58,8 @@ const syncContent = {
     tags: {
       type: "object",
       properties: {
-        regex: { type: "string", format: "regex", description: "a regular expression" },
-        excludeRegex: { type: "string", format: "regex", description: "a regular expression" },
+        regex: goRegexp,
+        excludeRegex: goRegexp,
         semver: {
           description: 'true (keep semver tags) or a semver range such as ">=1.29.0 <2"',
           anyOf: [{ type: "boolean" }, { type: "string", format: "semver-range" }],

@@ -10,7 +10,7 @@ import type { BlobContent, ManifestContent } from "../registry/registry.ts";
 import type { Stores } from "../registry/stores.ts";
 import { type CredentialLookup, loadZotCredentials } from "../remote/credentials.ts";
 import { RemoteRegistry } from "../remote/remote.ts";
-import { describeFilters, tagAllowed } from "./filters.ts";
+import { accessorySubject, describeFilters, tagAllowed, tagRefusal } from "./filters.ts";
 import { BlobFetcher } from "./inflight.ts";
 import { aliasesOf, pullsFromHost, routesForLocal, type UpstreamRoute } from "./routing.ts";
 import { SyncState } from "./state.ts";
@@ -190,14 +190,18 @@ export class Mirror {
     }
     // A content rule's tag filter is final: a tag it refuses is not looked for at a later upstream,
     // which would serve another registry's image under this name.
-    const refusedAt = byDigest ? -1 : routes.findIndex((r) => !tagAllowed(reference, r.content));
+    const accessory = byDigest ? false : await this.isAccessoryOfPresent(localRepo, reference);
+    const refusedAt = byDigest || accessory ? -1 : routes.findIndex((r) => !tagAllowed(reference, r.content));
     const allowed = refusedAt < 0 ? routes : routes.slice(0, refusedAt);
+    const filtered = refusedAt < 0 ? "" : this.filterRefusal(reference, routes[refusedAt]!);
     if (allowed.length === 0) {
       if (cached) return;
       throw new RegistryError(
         "MANIFEST_UNKNOWN",
-        `tag '${reference}' of '${localRepo}' is not mirrored: the content rules allow only tags matching ${describeFilters(routes[refusedAt]!.content)}`,
-        { detail: { name: localRepo, reference } },
+        `tag '${reference}' of '${localRepo}' is not mirrored: ${filtered}`,
+        {
+          detail: { name: localRepo, reference },
+        },
       );
     }
     const failures: string[] = [];
@@ -237,7 +241,12 @@ export class Mirror {
           this.remember(negKey, route);
           continue;
         }
-        if (route.registry.onlySigned) await this.requireSignature(upstream, route, m);
+        if (
+          route.registry.onlySigned &&
+          !accessory &&
+          !(byDigest && (await this.refersToPresent(localRepo, m)))
+        )
+          await this.requireSignature(upstream, route, m);
         await this.store(localRepo, reference, m, route, upstream.name);
         return;
       } catch (err) {
@@ -273,9 +282,38 @@ export class Mirror {
     notFoundAt = [...new Set(notFoundAt)];
     throw new RegistryError(
       "MANIFEST_UNKNOWN",
-      `manifest '${reference}' of '${localRepo}' is neither cached here nor at ${notFoundAt.join(", ")}`,
+      `manifest '${reference}' of '${localRepo}' is neither cached here nor at ${notFoundAt.join(", ")}${filtered ? `, and not looked for further: ${filtered}` : ""}`,
       { detail: { name: localRepo, reference } },
     );
+  }
+
+  /** Why a route's content rule refuses a tag, naming the upstream and the rule. */
+  private filterRefusal(tag: string, route: UpstreamRoute): string {
+    const rule = route.content ? ` (content prefix '${route.content.prefix}')` : "";
+    return `${this.upstream(route.index).name}${rule} lets through only ${describeFilters(route.content)}, and ${tagRefusal(tag, route.content)}`;
+  }
+
+  /**
+   * Whether a tag is a cosign signature, attestation or SBOM tag (or a referrers-schema tag) of an
+   * image this repository holds. Such tags go with their image: the tag filters were written for
+   * image tags and would cut `cosign verify` off from the signature. The image must be here, so an
+   * arbitrary `sha256-…` tag does not get past the filters.
+   */
+  private async isAccessoryOfPresent(localRepo: string, tag: string): Promise<boolean> {
+    const subject = accessorySubject(tag);
+    if (!subject) return false;
+    return (await this.stores.for(localRepo).headManifest(localRepo, subject)) !== undefined;
+  }
+
+  /**
+   * A referrer fetched by digest (as the referrers API hands them out) whose subject this repository
+   * holds is that image's signature or attestation, not an image to require a signature of. A tag
+   * gets no such pass: any manifest can carry a `subject`.
+   */
+  private async refersToPresent(localRepo: string, m: ManifestContent): Promise<boolean> {
+    const subject = parseManifest(m.bytes, m.mediaType).subject?.digest;
+    if (!subject) return false;
+    return (await this.stores.for(localRepo).headManifest(localRepo, subject)) !== undefined;
   }
 
   private remember(key: string, route: UpstreamRoute, error?: RegistryError): void {

@@ -4,7 +4,7 @@ import { type CopyEvent, copyImage } from "../copy/copy.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import type { Stores } from "../registry/stores.ts";
 import type { RemoteRegistry } from "../remote/remote.ts";
-import { filterTags } from "./filters.ts";
+import { accessorySubject, filterTags } from "./filters.ts";
 import type { Mirror } from "./mirror.ts";
 import { contentFor, localName } from "./routing.ts";
 import type { SyncRunRecord } from "./state.ts";
@@ -169,7 +169,13 @@ export class SyncScheduler {
     const content = contentFor(repo, registry);
     if (!content) return;
     const local = localName(repo, content);
-    const tags = filterTags(await upstream.listTags(repo), content);
+    const listed = await upstream.listTags(repo);
+    // Signature, attestation and SBOM tags are copied with the image they name (copyImage's
+    // referrers), as zot does, whatever the tag filters say; on their own they are not images to sync.
+    const tags = filterTags(
+      listed.filter((t) => accessorySubject(t) === undefined),
+      content,
+    );
     for (const tag of tags) {
       summary.tagsChecked++;
       try {
@@ -179,7 +185,11 @@ export class SyncScheduler {
           .for(local)
           .headManifest(local, tag)
           .catch(() => undefined);
-        if (have?.digest === head.digest && (await this.complete(local, head.digest))) {
+        if (
+          have?.digest === head.digest &&
+          (await this.complete(local, head.digest)) &&
+          (await this.accessoriesCurrent(upstream, repo, local, head.digest, listed))
+        ) {
           this.mirror.state.checked(local, tag, head.digest, upstream.name);
           opts.onImage?.({ upstream: repo, local, tag, action: "unchanged" });
           continue;
@@ -213,6 +223,29 @@ export class SyncScheduler {
         opts.onImage?.({ upstream: repo, local, tag, action: "failed", error: (err as Error).message });
       }
     }
+  }
+
+  /**
+   * Whether the image's cosign tags and referrers upstream are all here: a signature added upstream
+   * after the image was copied is copied on the next run, as zot does.
+   */
+  private async accessoriesCurrent(
+    upstream: RemoteRegistry,
+    repo: string,
+    local: string,
+    digest: string,
+    listed: string[],
+  ): Promise<boolean> {
+    const store = this.stores.for(local);
+    for (const tag of listed) {
+      if (accessorySubject(tag) !== digest) continue;
+      const theirs = await upstream.headManifest(repo, tag);
+      const ours = await store.headManifest(local, tag).catch(() => undefined);
+      if (theirs && theirs.digest !== ours?.digest) return false;
+    }
+    for (const r of await upstream.referrers(repo, digest).catch(() => []))
+      if (!(await store.headManifest(local, r.digest).catch(() => undefined))) return false;
+    return true;
   }
 
   /** A tag pulled on demand may still lack blobs; a periodic sync completes it. */

@@ -87,7 +87,7 @@ describe("extensions.sync configuration", () => {
         },
       }),
     ).toThrow(
-      /extensions\.sync\.registries\.0\.urls\.0: must be a URL[\s\S]*registries\.0\.pollInterval: must be a Go duration[\s\S]*registries\.0\.tlsVerify: must be boolean[\s\S]*content\.0: is missing required field 'prefix'[\s\S]*tags\.regex: must be a regular expression[\s\S]*registries\.1: is missing required field 'urls'[\s\S]*registries\.1\.schedule: must be a cron expression/,
+      /extensions\.sync\.registries\.0\.urls\.0: must be a URL[\s\S]*registries\.0\.pollInterval: must be a Go duration[\s\S]*registries\.0\.tlsVerify: must be boolean[\s\S]*content\.0: is missing required field 'prefix'[\s\S]*tags\.regex: must be a Go \(RE2\) regular expression[\s\S]*registries\.1: is missing required field 'urls'[\s\S]*registries\.1\.schedule: must be a cron expression/,
     );
   });
 });
