@@ -15,7 +15,7 @@ Loads the images of an oci-archive, an OCI layout directory or a docker-archive 
 writes) into the local Kagami store, for air-gapped sites. Each image's name in the archive says
 where it goes: "REPO:TAG" (as written by kagami export, podman save and docker save) keeps its
 repository, a leading registry host dropped; a bare "TAG" or no name at all (skopeo's
-oci-archive:FILE) needs --repo. With :NAME only that image is loaded. Digests are kept, every
+oci-archive:FILE) needs --repo. With a transport prefix, :NAME loads only the image of that name. Digests are kept, every
 platform is copied, and referrers (signatures, SBOMs) come along. A docker-archive becomes the
 Docker schema 2 image skopeo reads from it (uncompressed layers).
 

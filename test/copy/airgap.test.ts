@@ -16,6 +16,7 @@ import {
   buildImageLayout,
   LINUX_AMD64,
   LINUX_ARM64,
+  layoutTag,
   readLayoutBlob,
   sha256,
 } from "../fixtures/images.ts";
@@ -213,6 +214,32 @@ describe.skipIf(!haveTools)("air gap: export, import, and other tools' archives"
     const imp = await cli(importCommand, "-q", "--root", join(rootB, "data"), archive);
     expect(imp.code, imp.stderr).toBe(0);
 
+    // kagami copy --referrers writes cosign tags bare, as in older exports: import still finds them
+    const copied = join(work, "copied.tar");
+    const cp = await cli(
+      copyCommand,
+      "-q",
+      "--all",
+      "--referrers",
+      "--root",
+      rootA,
+      "kagami://team/app:1",
+      `oci-archive:${copied}:team/app:1`,
+    );
+    expect(cp.code, cp.stderr).toBe(0);
+    const rootC = join(work, "siteC");
+    const impC = await cli(importCommand, "-q", "--root", rootC, copied);
+    expect(impC.code, impC.stderr).toBe(0);
+    const storeC = await LocalRegistry.open(rootC);
+    try {
+      expect((await storeC.getManifest("team/app", signed.sigTag))?.digest).toBe(signed.sigDigest);
+      expect((await storeC.referrers("team/app", multi.digest)).map((d) => d.digest)).toEqual([
+        signed.sbomDigest,
+      ]);
+    } finally {
+      storeC.close();
+    }
+
     if (!existsSync(kagamiBin)) {
       if (process.env.CI === "true") throw new Error(`${kagamiBin} is missing: run npm run build first`);
       return;
@@ -305,6 +332,22 @@ describe.skipIf(!haveTools)("air gap: export, import, and other tools' archives"
       // skopeo labels the uncompressed layers tar.gzip; Kagami says what they are, nothing else differs
       for (const l of theirs.layers) l.mediaType = "application/vnd.docker.image.rootfs.diff.tar";
       expect(ours?.bytes.toString()).toBe(JSON.stringify(theirs));
+      // kagami copy reads docker-archive: as a source the same way
+      const out = join(work, "from-docker-archive");
+      const cp = await cli(copyCommand, "-q", `docker-archive:${archive}`, `oci:${out}:x`);
+      expect(cp.code, cp.stderr).toBe(0);
+      // (skopeo 1.9 reads only OCI manifests out of a layout, so the layout is checked directly)
+      expect((await layoutTag(out, "x"))?.digest).toBe(ours?.digest);
+      const doc = JSON.parse(ours!.bytes.toString()) as {
+        config: { digest: string };
+        layers: { digest: string }[];
+      };
+      for (const d of [doc.config, ...doc.layers]) {
+        expect(sha256(await readLayoutBlob(out, d.digest))).toBe(d.digest);
+      }
+      const refused = await cli(copyCommand, "-q", `oci:${out}:x`, `docker-archive:${join(work, "no.tar")}`);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(/docker-archive.*only.*source/);
     } finally {
       store.close();
     }
