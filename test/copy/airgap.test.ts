@@ -6,11 +6,13 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { pack as tarPack } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyCommand } from "../../src/cli/copy.ts";
 import { exportCommand, importCommand } from "../../src/cli/import-export.ts";
 import { LocalRegistry } from "../../src/registry/local.ts";
+import { makeClientEnv } from "../clients/common.ts";
 import {
   type BuiltLayout,
   buildImageLayout,
@@ -25,7 +27,7 @@ import { kagamiBin, startKagami } from "../helpers/kagami.ts";
 import { hasTool } from "../helpers/tools.ts";
 
 const run = promisify(execFile);
-const haveTools = hasTool("skopeo");
+const haveTools = hasTool("skopeo") && hasTool("podman");
 
 async function skopeoRaw(ref: string, ...flags: string[]): Promise<Buffer> {
   const { stdout } = await run("skopeo", ["inspect", "--raw", ...flags, ref], {
@@ -112,10 +114,9 @@ async function writeDockerArchive(
   const ociEntries: unknown[] = [];
   for (const { image, repoTags } of images) {
     const img = image.images[0]!;
-    const gunzip = (await import("node:zlib")).gunzipSync;
     const layers: string[] = [];
     for (const l of img.layers) {
-      const tar = gunzip(await readLayoutBlob(image.dir, l.digest));
+      const tar = gunzipSync(await readLayoutBlob(image.dir, l.digest));
       const hex = l.diffId.slice("sha256:".length);
       const path = modern ? `blobs/sha256/${hex}` : `${sha256(`${image.tag}${hex}`).slice(7)}/layer.tar`;
       const first = written.get(hex);
@@ -317,7 +318,8 @@ describe.skipIf(!haveTools)("air gap: export, import, and other tools' archives"
     const single = await buildImageLayout(join(work, "src"), { tag: "single", random: true });
     const archive = join(work, "skopeo-docker.tar");
     await run("skopeo", ["copy", "-q", single.ref, `docker-archive:${archive}:team/app:1`]);
-    const root = join(work, "docker-store");
+    const site = join(work, "docker-site");
+    const root = join(site, "data");
     const imp = await cli(importCommand, "-q", "--root", root, archive);
     expect(imp.code, imp.stderr).toBe(0);
 
@@ -350,6 +352,24 @@ describe.skipIf(!haveTools)("air gap: export, import, and other tools' archives"
       expect(refused.stderr).toMatch(/docker-archive.*only.*source/);
     } finally {
       store.close();
+    }
+
+    // a real client pulls the uncompressed layers and sees the diff IDs the archive had
+    if (!existsSync(kagamiBin)) return;
+    const server = await startKagami({ rootDir: site });
+    const ce = await makeClientEnv(server.host);
+    try {
+      const podman = (...args: string[]) => run("podman", [...ce.storageFlags, ...args], { env: ce.env });
+      await podman("pull", "-q", "--tls-verify=false", `${server.host}/team/app:1`);
+      const [info] = JSON.parse((await podman("image", "inspect", `${server.host}/team/app:1`)).stdout) as {
+        Digest: string;
+        RootFS: { Layers: string[] };
+      }[];
+      expect(info?.Digest).toBe(sha256(Buffer.from(JSON.stringify(theirs))));
+      expect(info?.RootFS.Layers).toEqual(single.images[0]!.layers.map((l) => l.diffId));
+    } finally {
+      await ce.cleanup();
+      await server.stop();
     }
   });
 
@@ -398,5 +418,39 @@ describe.skipIf(!haveTools)("air gap: export, import, and other tools' archives"
         store.close();
       }
     }
+  });
+});
+
+describe("docker-archive refusals", () => {
+  async function archiveOf(file: string, entries: Record<string, Buffer>): Promise<string> {
+    const pack = tarPack();
+    const done = pipeline(pack, createWriteStream(file));
+    for (const [name, body] of Object.entries(entries)) pack.entry({ name }, body);
+    pack.finalize();
+    await done;
+    return file;
+  }
+
+  it("refuses gzip-compressed layers and files manifest.json names but the archive lacks, saying which", async () => {
+    const layer = gzipSync(Buffer.from("not really a tar"));
+    const config = Buffer.from(JSON.stringify({ rootfs: { type: "layers", diff_ids: [sha256("x")] } }));
+    const manifest = (layers: string[]) =>
+      Buffer.from(JSON.stringify([{ Config: "c.json", RepoTags: ["team/app:1"], Layers: layers }]));
+    const gz = await archiveOf(join(work, "gz-layer.tar"), {
+      "c.json": config,
+      "l/layer.tar": layer,
+      "manifest.json": manifest(["l/layer.tar"]),
+    });
+    const root = join(work, "refusals");
+    const r1 = await cli(importCommand, "-q", "--root", root, gz);
+    expect(r1.code).toBe(1);
+    expect(r1.stderr).toMatch(/layer l\/layer.tar is gzip-compressed/);
+    const missing = await archiveOf(join(work, "missing-layer.tar"), {
+      "c.json": config,
+      "manifest.json": manifest(["gone/layer.tar"]),
+    });
+    const r2 = await cli(importCommand, "-q", "--root", root, missing);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toMatch(/names gone\/layer.tar, which is not in the archive/);
   });
 });
