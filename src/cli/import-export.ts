@@ -2,7 +2,7 @@ import { stat } from "node:fs/promises";
 import { type OpenedEndpoint, openEndpoint, parseTransport, type TransportRef } from "../copy/transport.ts";
 import { OciArchiveReader } from "../layout/archive.ts";
 import { DockerArchiveReader } from "../layout/docker-archive.ts";
-import { type LayoutBase, OciLayout } from "../layout/layout.ts";
+import { OciLayout } from "../layout/layout.ts";
 import { TarFile } from "../layout/tar-file.ts";
 import { isValidName, isValidTag } from "../oci/names.ts";
 import type { Registry } from "../registry/registry.ts";
@@ -86,6 +86,13 @@ function repoPart(name: string): string {
   return colon > 0 && colon > name.lastIndexOf("/") ? name.slice(0, colon) : "";
 }
 
+/** Opens a tar once (a gzip-compressed one is decompressed once) as what it is or is said to be. */
+async function openArchive(path: string, kind?: string): Promise<DockerArchiveReader | OciArchiveReader> {
+  const tar = await TarFile.open(path);
+  const docker = kind === undefined ? DockerArchiveReader.isDockerArchive(tar) : kind === "docker-archive";
+  return docker ? DockerArchiveReader.fromTar(tar) : OciArchiveReader.fromTar(tar);
+}
+
 /** Opens the input by its transport prefix, or by what it is: a directory, a docker save tar, an oci-archive. */
 async function openImportSource(arg: string): Promise<ImportSource & { only?: string }> {
   const prefixed = /^(oci|oci-archive|docker-archive):/.exec(arg);
@@ -101,33 +108,30 @@ async function openImportSource(arg: string): Promise<ImportSource & { only?: st
   }
   const st = await stat(path).catch(() => undefined);
   if (!st) throw new UsageError(`${path} does not exist`);
-  if (!kind) {
-    if (st.isDirectory()) kind = "oci";
-    else {
-      const tar = await TarFile.open(path);
-      kind = DockerArchiveReader.isDockerArchive(tar) ? "docker-archive" : "oci-archive";
-      await tar.close();
-    }
-  }
+  if (!kind && st.isDirectory()) kind = "oci";
+  const opened = kind === "oci" ? await OciLayout.open(path) : await openArchive(path, kind);
+  kind ??= opened instanceof DockerArchiveReader ? "docker-archive" : "oci-archive";
+  const close = async () => {
+    if (opened instanceof OciArchiveReader || opened instanceof DockerArchiveReader) await opened.close();
+  };
   const label = `${kind}:${path}`;
-  if (kind === "docker-archive") {
-    const reader = await DockerArchiveReader.open(path);
-    const images = reader.images.flatMap((i): SourceImage[] =>
-      i.repoTags.length
-        ? i.repoTags.map((t) => ({ reference: t, name: t, srcRepo: "" }))
-        : [{ reference: i.digest, srcRepo: "" }],
-    );
-    return { registry: reader, label, images, close: () => reader.close(), only };
+  try {
+    const images: SourceImage[] = [];
+    if (opened instanceof DockerArchiveReader) {
+      for (const i of opened.images) {
+        for (const t of i.repoTags) images.push({ reference: t, name: t, srcRepo: "" });
+        if (i.repoTags.length === 0) images.push({ reference: i.digest, srcRepo: "" });
+      }
+    } else {
+      for (const { name } of await opened.refs())
+        images.push({ reference: name, name, srcRepo: repoPart(name) });
+      for (const d of await opened.unnamedImages()) images.push({ reference: d.digest, srcRepo: "" });
+    }
+    return { registry: opened, label, images, close, only };
+  } catch (err) {
+    await close();
+    throw err;
   }
-  const layout: LayoutBase = kind === "oci" ? await OciLayout.open(path) : await OciArchiveReader.open(path);
-  const images: SourceImage[] = (await layout.refs()).map(({ name }) => ({
-    reference: name,
-    name,
-    srcRepo: repoPart(name),
-  }));
-  for (const d of await layout.unnamedImages()) images.push({ reference: d.digest, srcRepo: "" });
-  const close = layout instanceof OciArchiveReader ? () => layout.close() : async () => {};
-  return { registry: layout, label, images, close, only };
 }
 
 /** `kagami import [oci:|oci-archive:|docker-archive:]PATH[:NAME]`. */
@@ -185,7 +189,9 @@ export async function importCommand(argv: string[]): Promise<number> {
         );
       }
       if (!isValidName(repo) || !isValidTag(tag)) {
-        throw new UsageError(`image '${i.name}' in ${label} is not REPO:TAG with a valid name; use --repo`);
+        throw new UsageError(
+          `image '${i.name ?? i.reference}' in ${label} is not REPO:TAG with a valid name; use --repo`,
+        );
       }
       return { image: i, repo, tag };
     });

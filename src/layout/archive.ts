@@ -27,12 +27,16 @@ export class OciArchiveReader extends LayoutBase {
 
   /** Opens an archive, plain or gzip-compressed (see TarFile). */
   static async open(file: string): Promise<OciArchiveReader> {
-    const tar = await TarFile.open(file);
+    return OciArchiveReader.fromTar(await TarFile.open(file));
+  }
+
+  /** Reads an opened tar as an oci-archive; it is closed when it is not one. */
+  static async fromTar(tar: TarFile): Promise<OciArchiveReader> {
     if (!tar.entries.has("oci-layout") || !tar.entries.has("index.json")) {
       await tar.close();
       throw new RegistryError(
         "MANIFEST_INVALID",
-        `${file} is not an oci-archive: it lacks ${tar.entries.has("oci-layout") ? "index.json" : "oci-layout"}`,
+        `${tar.file} is not an oci-archive: it lacks ${tar.entries.has("oci-layout") ? "index.json" : "oci-layout"}`,
       );
     }
     return new OciArchiveReader(tar);

@@ -57,10 +57,14 @@ export class DockerArchiveReader implements Registry {
   }
 
   static async open(file: string): Promise<DockerArchiveReader> {
-    const tar = await TarFile.open(file);
+    return DockerArchiveReader.fromTar(await TarFile.open(file));
+  }
+
+  /** Reads an opened tar as a docker-archive; it is closed when it is not a usable one. */
+  static async fromTar(tar: TarFile): Promise<DockerArchiveReader> {
     try {
       if (!DockerArchiveReader.isDockerArchive(tar)) {
-        throw invalid(file, "it has no manifest.json (is it an oci-archive?)");
+        throw invalid(tar.file, "it has no manifest.json (is it an oci-archive?)");
       }
       const reader = new DockerArchiveReader(tar);
       await reader.load();
