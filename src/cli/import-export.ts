@@ -32,7 +32,8 @@ export const exportUsage = `Usage: kagami export [FLAGS] REF [REF...] FILE
 Writes images of the local Kagami store to an oci-archive FILE (or, as oci:DIR, an OCI layout) to
 carry to an air-gapped site; kagami import loads it there. REF is REPO:TAG or REPO@DIGEST in the
 local store, or any copy source (docker://..., oci:..., kagami://...). Every platform and the
-referrers are included; each image is named REPO:TAG in the archive.
+referrers are included; each image is named REPO:TAG in the archive, its cosign signatures
+REPO:sha256-<hex>.sig, so that kagami import puts them back beside it.
 
 Flags:
       --no-referrers  leave referrers behind
