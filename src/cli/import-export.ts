@@ -1,23 +1,30 @@
 import { stat } from "node:fs/promises";
 import { type OpenedEndpoint, openEndpoint, parseTransport, type TransportRef } from "../copy/transport.ts";
 import { OciArchiveReader } from "../layout/archive.ts";
-import { type LayoutBase, OciLayout } from "../layout/layout.ts";
+import { DockerArchiveReader } from "../layout/docker-archive.ts";
+import { OciLayout } from "../layout/layout.ts";
+import { TarFile } from "../layout/tar-file.ts";
 import { isValidName, isValidTag } from "../oci/names.ts";
+import type { Registry } from "../registry/registry.ts";
 import { type FlagSpec, type ParsedFlags, parseFlags, UsageError } from "./args.ts";
 import { commonFlags, copyOptions, localOpener, remoteSettings, reportError, runCopy } from "./copy.ts";
 
-export const importUsage = `Usage: kagami import [FLAGS] FILE|DIR
+export const importUsage = `Usage: kagami import [FLAGS] [oci:|oci-archive:|docker-archive:]PATH[:NAME]
 
-Loads every tagged image of an oci-archive (FILE) or OCI layout (DIR) into the local Kagami store,
-for air-gapped sites. Each index.json entry's ref.name says where it goes: "REPO:TAG" (as written by
-kagami export and podman save) keeps its repository; a bare "TAG" needs --repo. Digests are kept,
-every platform is copied, and referrers (signatures, SBOMs) come along.
+Loads the images of an oci-archive, an OCI layout directory or a docker-archive (what docker save
+writes) into the local Kagami store, for air-gapped sites. Each image's name in the archive says
+where it goes: "REPO:TAG" (as written by kagami export, podman save and docker save) keeps its
+repository, a leading registry host dropped; a bare "TAG" or no name at all (skopeo's
+oci-archive:FILE) needs --repo. With a transport prefix, :NAME loads only the image of that name. Digests are kept, every
+platform is copied, and referrers (signatures, SBOMs) come along. A docker-archive becomes the
+Docker schema 2 image skopeo reads from it (uncompressed layers).
 
 Flags:
-      --repo NAME     put every image into this repository (keeping each tag)
-      --no-referrers  leave referrers behind
-  -c, --config FILE   Kagami config whose storage to import into (default: ./storage)
-      --root DIR      the storage directory directly
+      --repo REPO[:TAG]  put the images into REPO, each keeping its tag ("latest" when it has none);
+                         with :TAG, the archive's one image goes to REPO:TAG
+      --no-referrers     leave referrers behind
+  -c, --config FILE      Kagami config whose storage to import into (default: ./storage)
+      --root DIR         the storage directory directly
   -q, --quiet`;
 
 export const exportUsage = `Usage: kagami export [FLAGS] REF [REF...] FILE
@@ -25,7 +32,8 @@ export const exportUsage = `Usage: kagami export [FLAGS] REF [REF...] FILE
 Writes images of the local Kagami store to an oci-archive FILE (or, as oci:DIR, an OCI layout) to
 carry to an air-gapped site; kagami import loads it there. REF is REPO:TAG or REPO@DIGEST in the
 local store, or any copy source (docker://..., oci:..., kagami://...). Every platform and the
-referrers are included; each image is named REPO:TAG in the archive.
+referrers are included; each image is named REPO:TAG in the archive, its cosign signatures
+REPO:sha256-<hex>.sig, so that kagami import puts them back beside it.
 
 Flags:
       --no-referrers  leave referrers behind
@@ -56,10 +64,81 @@ function quiet(flags: ParsedFlags): boolean {
   return flags.quiet === true;
 }
 
-/** `kagami import FILE|DIR`. */
+/** An image found in what is imported: how to read it there, and its name there, if any. */
+interface SourceImage {
+  reference: string;
+  name?: string;
+  /** The repository part of the name as written, under which its cosign tags are named. */
+  srcRepo: string;
+}
+
+interface ImportSource {
+  registry: Registry;
+  /** The transport-style name of the input, for messages: `oci-archive:FILE`. */
+  label: string;
+  images: SourceImage[];
+  close(): Promise<void>;
+}
+
+const cosignTag = /^(sha256)-([0-9a-f]{64})\.(sig|att|sbom)$/;
+
+function repoPart(name: string): string {
+  const colon = name.lastIndexOf(":");
+  return colon > 0 && colon > name.lastIndexOf("/") ? name.slice(0, colon) : "";
+}
+
+/** Opens a tar once (a gzip-compressed one is decompressed once) as what it is or is said to be. */
+async function openArchive(path: string, kind?: string): Promise<DockerArchiveReader | OciArchiveReader> {
+  const tar = await TarFile.open(path);
+  const docker = kind === undefined ? DockerArchiveReader.isDockerArchive(tar) : kind === "docker-archive";
+  return docker ? DockerArchiveReader.fromTar(tar) : OciArchiveReader.fromTar(tar);
+}
+
+/** Opens the input by its transport prefix, or by what it is: a directory, a docker save tar, an oci-archive. */
+async function openImportSource(arg: string): Promise<ImportSource & { only?: string }> {
+  const prefixed = /^(oci|oci-archive|docker-archive):/.exec(arg);
+  let path = arg;
+  let only: string | undefined;
+  let kind = prefixed?.[1];
+  if (prefixed) {
+    // containers/image splits at the first colon: the path cannot hold one
+    const rest = arg.slice(prefixed[0].length);
+    const colon = rest.indexOf(":");
+    path = colon < 0 ? rest : rest.slice(0, colon);
+    if (colon >= 0) only = rest.slice(colon + 1);
+  }
+  const st = await stat(path).catch(() => undefined);
+  if (!st) throw new UsageError(`${path} does not exist`);
+  if (!kind && st.isDirectory()) kind = "oci";
+  const opened = kind === "oci" ? await OciLayout.open(path) : await openArchive(path, kind);
+  kind ??= opened instanceof DockerArchiveReader ? "docker-archive" : "oci-archive";
+  const close = async () => {
+    if (opened instanceof OciArchiveReader || opened instanceof DockerArchiveReader) await opened.close();
+  };
+  const label = `${kind}:${path}`;
+  try {
+    const images: SourceImage[] = [];
+    if (opened instanceof DockerArchiveReader) {
+      for (const i of opened.images) {
+        for (const t of i.repoTags) images.push({ reference: t, name: t, srcRepo: "" });
+        if (i.repoTags.length === 0) images.push({ reference: i.digest, srcRepo: "" });
+      }
+    } else {
+      for (const { name } of await opened.refs())
+        images.push({ reference: name, name, srcRepo: repoPart(name) });
+      for (const d of await opened.unnamedImages()) images.push({ reference: d.digest, srcRepo: "" });
+    }
+    return { registry: opened, label, images, close, only };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** `kagami import [oci:|oci-archive:|docker-archive:]PATH[:NAME]`. */
 export async function importCommand(argv: string[]): Promise<number> {
   let opener: ReturnType<typeof localOpener> | undefined;
-  let archive: OciArchiveReader | undefined;
+  let source: ImportSource | undefined;
   try {
     const { flags, positionals } = parseFlags(argv, importFlags);
     if (flags.help) {
@@ -68,50 +147,85 @@ export async function importCommand(argv: string[]): Promise<number> {
     }
     if (positionals.length !== 1)
       throw new UsageError("needs one argument: the archive file or layout directory");
-    const path = positionals[0]!.replace(/^oci(-archive)?:/, "");
-    const st = await stat(path).catch(() => undefined);
-    if (!st) throw new UsageError(`${path} does not exist`);
-    if (!st.isDirectory()) archive = await OciArchiveReader.open(path);
-    const source: LayoutBase = archive ?? (await OciLayout.open(path));
     const repoFlag = typeof flags.repo === "string" ? flags.repo : undefined;
-    if (repoFlag !== undefined && !isValidName(repoFlag))
-      throw new UsageError(`--repo '${repoFlag}' is not a valid repository name`);
-    const refs = await source.refs();
-    if (refs.length === 0)
-      throw new UsageError(`${path} names no images (no org.opencontainers.image.ref.name in index.json)`);
-    const plan = refs.map(({ name }) => {
-      const split = splitRefName(name);
-      const repo = repoFlag ?? split.repo;
-      if (!repo) {
+    const target = repoFlag === undefined ? undefined : splitRepoFlag(repoFlag);
+    const referrers = flags.referrers !== false;
+    const opened = await openImportSource(positionals[0]!);
+    source = opened;
+    const { label } = opened;
+    let images = opened.images;
+    if (opened.only !== undefined) {
+      images = images.filter((i) => i.name === opened.only || i.reference === opened.only);
+      if (images.length === 0) {
+        const names = opened.images.flatMap((i) => (i.name ? [i.name] : []));
         throw new UsageError(
-          `image '${name}' in ${path} has only a tag; say which repository it goes to with --repo`,
+          `${label} has no image named '${opened.only}' (it has ${names.join(", ") || "none with a name"})`,
         );
       }
-      if (!isValidName(repo) || !isValidTag(split.tag)) {
-        throw new UsageError(`image '${name}' in ${path} is not REPO:TAG with a valid name; use --repo`);
+    }
+    // cosign's tags come along with the image they sign, or stay behind with --no-referrers
+    const kept: SourceImage[] = [];
+    for (const i of images) {
+      const m = cosignTag.exec(splitRefName(i.name ?? "").tag);
+      const signed = m && (await opened.registry.headManifest("", `${m[1]}:${m[2]}`).catch(() => undefined));
+      if (m && (!referrers || signed)) continue;
+      kept.push(i);
+    }
+    images = kept;
+    if (images.length === 0) throw new UsageError(`${label} holds no images`);
+    if (target?.tag !== undefined && images.length > 1) {
+      throw new UsageError(
+        `--repo ${repoFlag} names one tag, but ${label} holds ${images.length} images (${images.map((i) => i.name ?? i.reference).join(", ")}); give only the repository, or pick one image as ${label}:NAME`,
+      );
+    }
+    const plan = images.map((i) => {
+      const split = i.name === undefined ? undefined : splitRefName(i.name);
+      const repo = target?.repo ?? split?.repo;
+      const tag = target?.tag ?? split?.tag ?? "latest";
+      if (!repo) {
+        throw new UsageError(
+          split
+            ? `image '${i.name}' in ${label} has only a tag; say which repository it goes to with --repo`
+            : `image ${i.reference} in ${label} has no name; say where it goes with --repo REPO[:TAG]`,
+        );
       }
-      return { name, repo, tag: split.tag };
+      if (!isValidName(repo) || !isValidTag(tag)) {
+        throw new UsageError(
+          `image '${i.name ?? i.reference}' in ${label} is not REPO:TAG with a valid name; use --repo`,
+        );
+      }
+      return { image: i, repo, tag };
     });
+    const targets = new Map<string, SourceImage>();
+    for (const p of plan) {
+      const other = targets.get(`${p.repo}:${p.tag}`);
+      if (other && other.reference !== p.image.reference) {
+        throw new UsageError(
+          `${other.name ?? other.reference} and ${p.image.name ?? p.image.reference} in ${label} would both become ${p.repo}:${p.tag}; import them one at a time with --repo REPO:TAG`,
+        );
+      }
+      targets.set(`${p.repo}:${p.tag}`, p.image);
+    }
     opener = localOpener(flags);
     const options = copyOptions(flags);
-    options.referrers = flags.referrers !== false;
+    options.referrers = referrers;
     options.platforms = { kind: "all" };
-    for (const p of plan) {
+    for (const { image, repo, tag } of plan) {
       const src: OpenedEndpoint = {
-        registry: source,
-        repo: "",
-        reference: p.name,
+        registry: opened.registry,
+        repo: image.srcRepo,
+        reference: image.reference,
         tags: [],
-        name: `${st.isDirectory() ? "oci" : "oci-archive"}:${path}:${p.name}`,
+        name: `${label}:${image.name ?? image.reference}`,
         commit: async () => {},
         close: async () => {},
       };
       const dst: OpenedEndpoint = {
-        registry: await opener.open(p.repo),
-        repo: p.repo,
-        reference: p.tag,
-        tags: [p.tag],
-        name: `kagami://${p.repo}:${p.tag}`,
+        registry: await opener.open(repo),
+        repo,
+        reference: tag,
+        tags: [tag],
+        name: `kagami://${repo}:${tag}`,
         commit: async () => {},
         close: async () => {},
       };
@@ -121,9 +235,19 @@ export async function importCommand(argv: string[]): Promise<number> {
   } catch (err) {
     return reportError("import", err);
   } finally {
-    await archive?.close();
+    await source?.close();
     await opener?.close();
   }
+}
+
+/** `--repo REPO[:TAG]`, checked before any work. */
+function splitRepoFlag(flag: string): { repo: string; tag?: string } {
+  const repo = repoPart(flag) || flag;
+  const tag = repo === flag ? undefined : flag.slice(repo.length + 1);
+  if (!isValidName(repo) || (tag !== undefined && !isValidTag(tag))) {
+    throw new UsageError(`--repo '${flag}' is not a valid repository name (REPO or REPO:TAG)`);
+  }
+  return tag === undefined ? { repo } : { repo, tag };
 }
 
 /** `kagami export REF [REF...] FILE`. */
@@ -157,9 +281,10 @@ export async function exportCommand(argv: string[]): Promise<number> {
       sources.push(src);
       const repo = t.transport === "docker" || t.transport === "kagami" ? t.repo : "";
       const tag = t.transport === "docker" || t.transport === "kagami" ? t.tag : t.reference;
-      // name each image REPO:TAG so that import puts it back where it came from
-      const refName = repo && tag ? `${repo}:${tag}` : (tag ?? "");
-      await runCopy(src, { ...dst, tags: refName ? [refName] : [] }, options, quiet(flags));
+      // Each image is named REPO:TAG, so that import puts it back where it came from; its cosign
+      // tags are named under the same REPO (the layout prefixes tags written with a repo).
+      const named = repo && tag ? { repo, tags: [tag] } : { repo: "", tags: tag ? [tag] : [] };
+      await runCopy(src, { ...dst, ...named }, options, quiet(flags));
     }
     await dst.commit();
     failed = false;

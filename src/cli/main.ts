@@ -17,7 +17,7 @@ Usage:
   kagami sync [--config FILE]     run one periodic sync pass of extensions.sync now
   kagami gc [--config FILE]       remove blobs no manifest references
   kagami copy SRC DST             copy an image between registries, layouts and archives
-  kagami import FILE|DIR          load an oci-archive or OCI layout into the local store
+  kagami import FILE|DIR          load an oci-archive, OCI layout or docker save tar into the local store
   kagami export REF FILE          write images of the local store to an oci-archive
   kagami --version
 

@@ -2,6 +2,7 @@ import { stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { OciArchiveReader, OciArchiveWriter } from "../layout/archive.ts";
+import { DockerArchiveReader } from "../layout/docker-archive.ts";
 import { OciLayout } from "../layout/layout.ts";
 import type { Registry } from "../registry/registry.ts";
 import {
@@ -25,14 +26,16 @@ export type TransportRef =
   | { transport: "docker"; host: string; repo: string; tag?: string; digest?: string }
   | { transport: "oci"; path: string; reference: string }
   | { transport: "oci-archive"; path: string; reference: string }
+  | { transport: "docker-archive"; path: string; reference: string }
   | { transport: "kagami"; repo: string; tag?: string; digest?: string };
 
 export const transportHelp = `  docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST]   a registry (Docker Hub when no host is named)
   oci:DIR[:REF]                               an OCI image layout directory
   oci-archive:FILE[:REF]                      an OCI layout in a tar file
+  docker-archive:FILE[:REPO:TAG]              what docker save writes (source only)
   kagami://REPO[:TAG|@DIGEST]                 this machine's Kagami store (--config / --root), server running or not`;
 
-/** Parses `docker://`, `oci:`, `oci-archive:` and `kagami://` references. */
+/** Parses `docker://`, `oci:`, `oci-archive:`, `docker-archive:` and `kagami://` references. */
 export function parseTransport(s: string): TransportRef {
   if (s.startsWith("docker://")) {
     const r = parseImageReference(s.slice("docker://".length));
@@ -46,7 +49,7 @@ export function parseTransport(s: string): TransportRef {
     if (r.digest) out.digest = r.digest;
     return out;
   }
-  for (const t of ["oci-archive", "oci"] as const) {
+  for (const t of ["oci-archive", "oci", "docker-archive"] as const) {
     if (s.startsWith(`${t}:`)) {
       const rest = s.slice(t.length + 1);
       // containers/image splits at the first colon: the path cannot hold one
@@ -58,7 +61,7 @@ export function parseTransport(s: string): TransportRef {
     }
   }
   throw new ImageReferenceError(
-    `'${s}' names no transport: use docker://, oci:, oci-archive: or kagami:// (see kagami copy --help)`,
+    `'${s}' names no transport: use docker://, oci:, oci-archive:, docker-archive: or kagami:// (see kagami copy --help)`,
   );
 }
 
@@ -139,6 +142,23 @@ export interface OpenOptions {
   openLocal: (repo: string) => Promise<Registry>;
 }
 
+/** A tar read in place as a source; closing it removes its decompressed copy, if any. */
+function archiveSource(
+  reader: Registry & { close(): Promise<void> },
+  reference: string,
+  name: string,
+): OpenedEndpoint {
+  return {
+    registry: reader,
+    repo: "",
+    reference,
+    tags: [],
+    name,
+    commit: async () => {},
+    close: () => reader.close(),
+  };
+}
+
 export async function openEndpoint(
   t: TransportRef,
   role: "source" | "destination",
@@ -187,19 +207,16 @@ export async function openEndpoint(
         close: noop,
       };
     }
-    case "oci-archive": {
-      if (role === "source") {
-        const reader = await OciArchiveReader.open(t.path);
-        return {
-          registry: reader,
-          repo: "",
-          reference: t.reference,
-          tags: [],
-          name,
-          commit: noop,
-          close: () => reader.close(),
-        };
+    case "docker-archive": {
+      if (role === "destination") {
+        throw new ImageReferenceError(
+          `'${name}': docker-archive is only a source (Kagami reads what docker save writes); write an oci-archive: instead`,
+        );
       }
+      return archiveSource(await DockerArchiveReader.open(t.path), t.reference, name);
+    }
+    case "oci-archive": {
+      if (role === "source") return archiveSource(await OciArchiveReader.open(t.path), t.reference, name);
       const writer = await OciArchiveWriter.create(t.path);
       let committed = false;
       return {

@@ -33,13 +33,15 @@ export function blobRelPath(digest: string): string {
   return `blobs/${algorithm}/${hex}`;
 }
 
-const notWritable = (what: string) =>
+export const notWritable = (what: string) =>
   new RegistryError("UNSUPPORTED", `${what} is read-only`, { status: 405 });
 
 /**
  * What OCI layouts and oci-archives share: index.json names tags (`ref.name` annotations), blobs are
  * files by digest. The `repo` argument is how an image is named: a reference is looked up as the
- * ref.name itself, then as `repo:reference` (the form podman and `kagami export` write).
+ * ref.name itself, then as `repo:reference` (the form podman and `kagami export` write), and a tag
+ * written with a repo is named `repo:tag`, so that cosign's `sha256-<hex>.sig` tags keep saying
+ * which repository they belong to.
  */
 export abstract class LayoutBase implements Registry {
   protected abstract readIndex(): Promise<LayoutIndex>;
@@ -69,6 +71,20 @@ export abstract class LayoutBase implements Registry {
     return index.manifests
       .filter((m) => m.annotations?.[refNameAnnotation] !== undefined)
       .map((m) => ({ name: m.annotations![refNameAnnotation]!, descriptor: m }));
+  }
+
+  /**
+   * Untagged images in index.json (skopeo writes `oci-archive:FILE` without a name this way);
+   * referrers, which are untagged too, are not images of their own.
+   */
+  async unnamedImages(): Promise<Descriptor[]> {
+    const out: Descriptor[] = [];
+    for (const m of (await this.readIndex()).manifests) {
+      if (m.annotations?.[refNameAnnotation] !== undefined || !isManifestType(m.mediaType)) continue;
+      const content = await this.getManifest("", m.digest);
+      if (content && !parseManifest(content.bytes, content.mediaType).subject) out.push(m);
+    }
+    return out;
   }
 
   private async resolve(repo: string, reference: string): Promise<Descriptor | undefined> {
@@ -276,7 +292,7 @@ export class OciLayout extends LayoutBase {
   }
 
   override async putManifest(
-    _repo: string,
+    repo: string,
     reference: string,
     bytes: Buffer,
     contentType?: string,
@@ -291,7 +307,7 @@ export class OciLayout extends LayoutBase {
     const desc: Descriptor = { mediaType: parsed.mediaType, digest, size: bytes.length };
     if (parsed.artifactType && parsed.subject) desc.artifactType = parsed.artifactType;
     if (!byDigest) {
-      const name = reference;
+      const name = repo ? `${repo}:${reference}` : reference;
       await this.updateIndex((index) => {
         index.manifests = index.manifests.filter((m) => m.annotations?.[refNameAnnotation] !== name);
         index.manifests.push({ ...desc, annotations: { [refNameAnnotation]: name } });

@@ -7,11 +7,12 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { createGzip } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyCommand } from "../../src/cli/copy.ts";
 import { exportCommand, importCommand } from "../../src/cli/import-export.ts";
 import { LocalRegistry } from "../../src/registry/local.ts";
 import { type BuiltLayout, buildImageLayout, LINUX_AMD64, LINUX_ARM64, MiB } from "../fixtures/images.ts";
+import { cli } from "../helpers/cli.ts";
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { writeHtpasswd } from "../helpers/htpasswd.ts";
 import { kagamiBin, type RunningKagami, repoRoot, startKagami } from "../helpers/kagami.ts";
@@ -30,24 +31,6 @@ async function skopeoDigest(ref: string, ...flags: string[]): Promise<string> {
     maxBuffer: 8 << 20,
   });
   return sha256(stdout);
-}
-
-/** Runs a command function in-process, returning its status and what it wrote to stderr. */
-async function cli(
-  fn: (argv: string[]) => Promise<number>,
-  ...argv: string[]
-): Promise<{ code: number; stderr: string }> {
-  let stderr = "";
-  const spy = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    stderr += chunk.toString();
-    return true;
-  });
-  try {
-    const code = await fn(argv);
-    return { code, stderr };
-  } finally {
-    spy.mockRestore();
-  }
 }
 
 let work: string;
