@@ -315,7 +315,7 @@ describe("StagingWriter: holding small writes", () => {
     // And again once the writer has been idle: the next small view is not stuck either.
     await sleep(20);
     writer.write(Buffer.from("abc"), MiB);
-    expect(await until(() => rec.sum === 13, 50)).toBe(true);
+    expect(await until(() => rec.sum === 13, 5_000)).toBe(true);
     expect(rec.calls).toEqual([10, 3]);
     await writer.finish();
     expect(rec.errors).toEqual([]);
@@ -331,7 +331,7 @@ describe("StagingWriter: holding small writes", () => {
       parts.push(view);
       writer.write(view, KiB);
     }
-    expect(await until(() => rec.sum === 10_000, 200)).toBe(true);
+    expect(await until(() => rec.sum === 10_000, 5_000)).toBe(true);
     expect(rec.calls).toEqual([10_000]);
     await writer.finish();
     expect(readFileSync(path).equals(Buffer.concat(parts))).toBe(true);
@@ -474,7 +474,7 @@ describe("StagingWriter: a failing write", () => {
     const rec = recorder(fh);
     const writer = new StagingWriter(fh, rec.onWritten, rec.onError);
     writer.write(randomBytes(10), MiB);
-    expect(await until(() => rec.errors.length > 0, 500)).toBe(true);
+    expect(await until(() => rec.errors.length > 0, 5_000)).toBe(true);
     await expect(writer.finish()).rejects.toBe(rec.errors[0]);
     writer.write(randomBytes(10), MiB);
     await sleep(20);
