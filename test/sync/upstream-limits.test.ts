@@ -172,6 +172,20 @@ describe.runIf(hasTool("docker-registry"))(
       expect(proxy.maxInFlight).toBe(1);
     }, 30_000);
 
+    it("reqConcurrent: 1 frees its slot after every kind of answer (HEAD, manifest, 404, blob)", async () => {
+      const u = await mirrorUpstream({ maxRetries: 0 }, { reqConcurrent: 1 });
+      const pull = async () => {
+        expect((await u.headManifest("lib/app", "v1"))?.digest).toBe(image.digest);
+        expect(await u.getManifest("lib/app", "v1")).toBeDefined();
+        expect(await u.getManifest("lib/app", "missing")).toBeUndefined();
+        expect(await u.blobSize("lib/app", image.config)).toBeGreaterThan(0);
+        expect(await readAll(u, "lib/app", image.layers[0]!)).toBe(1024);
+      };
+      await pull();
+      await Promise.all([pull(), pull(), pull()]);
+      expect(proxy.maxInFlight).toBe(1);
+    }, 30_000);
+
     it("reqPerSec spaces the requests it starts", async () => {
       const u = await mirrorUpstream({ maxRetries: 0 }, { reqPerSec: 5 });
       const blobs = [image.config, ...image.layers];
