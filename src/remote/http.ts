@@ -9,6 +9,7 @@ import { RawAgent, RawBody } from "./raw-http.ts";
 import {
   backoffDelay,
   describeNetworkError,
+  isPlainHttpAnswer,
   isRetryableStatus,
   isTransientNetworkError,
   parseRetryAfter,
@@ -70,6 +71,8 @@ export interface HttpClientOptions {
   requestsPerSecond?: number;
   /** Idle connections kept per host for blob downloads (zot's maxIdleConnsPerHost). */
   maxIdleConnections?: number;
+  /** What a person should change when an https:// URL on `host` turns out to serve plain HTTP. */
+  plainHttpAdvice?: (host: string) => string;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
 }
 
@@ -184,11 +187,21 @@ export class HttpClient {
           lastError =
             err instanceof UpstreamError
               ? err
-              : new UpstreamError("INTERNAL_ERROR", `${req.method} ${origin}: ${describeNetworkError(err)}`, {
-                  url: origin,
-                  retryable: isTransientNetworkError(err),
-                  cause: err,
-                });
+              : isPlainHttpAnswer(err)
+                ? new UpstreamError("INTERNAL_ERROR", this.plainHttpMessage(req.method, origin), {
+                    url: origin,
+                    retryable: false,
+                    cause: err,
+                  })
+                : new UpstreamError(
+                    "INTERNAL_ERROR",
+                    `${req.method} ${origin}: ${describeNetworkError(err)}`,
+                    {
+                      url: origin,
+                      retryable: isTransientNetworkError(err),
+                      cause: err,
+                    },
+                  );
           this.markDown(origin);
           if (!replayable) break;
         }
@@ -212,6 +225,12 @@ export class HttpClient {
       this.opts.onRetry?.({ url: err.url, attempt: attempt + 1, delay, reason: err.message });
       await sleep(delay, req.signal);
     }
+  }
+
+  private plainHttpMessage(method: string, origin: string): string {
+    const host = new URL(origin).host;
+    const advice = this.opts.plainHttpAdvice?.(host) ?? `if it is meant to, address it as http://${host}`;
+    return `${method} ${origin}: the server at ${host} answered in plain HTTP, not TLS (OpenSSL: wrong version number); ${advice}`;
   }
 
   private markDown(origin: string): void {

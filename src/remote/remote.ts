@@ -63,6 +63,8 @@ export interface RemoteRegistryOptions {
   requestsPerSecond?: number;
   /** Idle connections kept per host for blob downloads (default 8). */
   maxIdleConnections?: number;
+  /** What a person should change when an https:// URL on `host` turns out to serve plain HTTP. */
+  plainHttpAdvice?: (host: string) => string;
   /** Treat as Docker Hub (single names get `library/`); default: from the URLs. */
   dockerHub?: boolean;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
@@ -109,6 +111,7 @@ export class RemoteRegistry implements Registry {
     if (opts.maxConcurrentRequests !== undefined) httpOpts.maxConcurrentRequests = opts.maxConcurrentRequests;
     if (opts.requestsPerSecond !== undefined) httpOpts.requestsPerSecond = opts.requestsPerSecond;
     if (opts.maxIdleConnections !== undefined) httpOpts.maxIdleConnections = opts.maxIdleConnections;
+    if (opts.plainHttpAdvice) httpOpts.plainHttpAdvice = opts.plainHttpAdvice;
     this.http = new HttpClient(httpOpts);
   }
 

@@ -105,6 +105,18 @@ export function isTransientNetworkError(err: unknown): boolean {
   );
 }
 
+/**
+ * A TLS handshake that met a plain-HTTP server: OpenSSL reads the server's "HTTP/1.1 400" as a
+ * record header with a "wrong version number". Retrying cannot help; the URL scheme or the client's
+ * settings must change.
+ */
+export function isPlainHttpAnswer(err: unknown): boolean {
+  return (
+    codesOf(err).includes("ERR_SSL_WRONG_VERSION_NUMBER") ||
+    /ssl3_get_record:wrong version number/.test(describeNetworkError(err))
+  );
+}
+
 /** An HTTP status worth another attempt: server errors except 501, 408 and 429. */
 export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505);

@@ -117,6 +117,8 @@ export class Mirror {
         retryBackoff: "doubling",
         requestTimeout: r.syncTimeoutMs ?? defaultSyncTimeoutMs,
         userAgent: "kagami-mirror",
+        plainHttpAdvice: (host) =>
+          `if it is meant to, write the URL as http://${host} in extensions.sync.registries[${index}].urls (tlsVerify: false only turns off certificate checks)`,
       };
       if (r.reqConcurrent !== undefined) opts.maxConcurrentRequests = r.reqConcurrent;
       if (r.reqPerSec !== undefined) opts.requestsPerSecond = r.reqPerSec;
