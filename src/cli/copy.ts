@@ -96,7 +96,7 @@ function bool(flags: ParsedFlags, name: string): boolean | undefined {
 
 /** Remote settings for one side from `--src-*` / `--dest-*` flags (and the unprefixed ones). */
 export function remoteSettings(flags: ParsedFlags, side: "src" | "dest"): RemoteSettings {
-  const s: RemoteSettings = {};
+  const s: RemoteSettings = { plainHttpFlag: `--${side}-tls-verify` };
   const tls = bool(flags, `${side}-tls-verify`) ?? bool(flags, "tls-verify");
   if (tls !== undefined) s.tlsVerify = tls;
   const certDir = str(flags, `${side}-cert-dir`) ?? str(flags, "cert-dir");

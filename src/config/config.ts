@@ -57,8 +57,19 @@ export interface SyncRegistryConfig {
   certDir?: string;
   maxRetries: number;
   retryDelayMs: number;
+  /** Equal to retryDelayMs unless maxRetryDelay is set: zot's fixed retry interval. */
   maxRetryDelayMs: number;
   onlySigned: boolean;
+  /** Longest one upstream request may take, body included (zot's syncTimeout). */
+  syncTimeoutMs?: number;
+  /** Requests in flight at once per upstream URL. */
+  reqConcurrent?: number;
+  /** Requests started per second per upstream URL. */
+  reqPerSec?: number;
+  /** Idle connections kept per upstream host. */
+  maxIdleConnsPerHost?: number;
+  syncLegacyCosignTags?: boolean;
+  preserveDigest?: boolean;
   /** A cached tag is re-checked upstream only when its last check is older than this. */
   manifestCheckIntervalMs: number;
   /** How long an upstream "not found" or failure is remembered for a reference. */
@@ -361,7 +372,7 @@ function normalizeSync(raw: RawSync): SyncConfig {
         tlsVerify: r.tlsVerify ?? true,
         maxRetries: r.maxRetries ?? 3,
         retryDelayMs: ms(r.retryDelay, 500),
-        maxRetryDelayMs: ms(r.maxRetryDelay, 30_000),
+        maxRetryDelayMs: ms(r.maxRetryDelay, r.retryDelay === undefined ? 30_000 : ms(r.retryDelay, 500)),
         onlySigned: r.onlySigned ?? false,
         manifestCheckIntervalMs: ms(r.manifestCheckInterval, 5 * 60_000),
         negativeCacheTtlMs: ms(r.negativeCacheTTL, 30_000),

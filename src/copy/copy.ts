@@ -5,7 +5,13 @@ import { type Descriptor, type ParsedManifest, parseManifest } from "../oci/mani
 import type { Registry } from "../registry/registry.ts";
 import { UpstreamError } from "../remote/errors.ts";
 import { RemoteRegistry } from "../remote/remote.ts";
-import { backoffDelay, describeNetworkError, isTransientNetworkError, sleep } from "../remote/retry.ts";
+import {
+  backoffDelay,
+  describeNetworkError,
+  isTransientNetworkError,
+  type RetryPolicy,
+  sleep,
+} from "../remote/retry.ts";
 import { Limiter } from "./limit.ts";
 import { filterMatches, formatPlatform, type PlatformFilter } from "./platform.ts";
 import { BlobVerifyError, VerifyingStream } from "./verify.ts";
@@ -63,6 +69,8 @@ export interface CopyOptions {
   retries?: number;
   retryDelayMs?: number;
   maxRetryDelayMs?: number;
+  /** How waits grow (default jittered); the mirror passes zot's fixed-or-doubling schedule. */
+  retryBackoff?: RetryPolicy["backoff"];
   onEvent?: (event: CopyEvent) => void;
 }
 
@@ -421,10 +429,9 @@ class CopyRun {
         if (attempt >= this.retries || !isRetryable(err)) this.fail(what, err);
         const delay = backoffDelay(
           {
-            maxRetries: this.retries,
             retryDelay: this.opts.retryDelayMs ?? 500,
             maxRetryDelay: this.opts.maxRetryDelayMs ?? 10_000,
-            maxRetryAfter: 0,
+            backoff: this.opts.retryBackoff ?? "jittered",
           },
           attempt,
         );

@@ -84,6 +84,8 @@ export interface RemoteSettings {
   maxRetries?: number;
   retryDelay?: number;
   onRetry?: RemoteRegistryOptions["onRetry"];
+  /** The flag that lets this end speak plain HTTP, named when an https:// URL answers in it. */
+  plainHttpFlag?: string;
 }
 
 /** The certs.d directories containers/image and docker look in for a host. */
@@ -116,6 +118,10 @@ export async function remoteFor(host: string, settings: RemoteSettings): Promise
   if (settings.maxRetries !== undefined) opts.maxRetries = settings.maxRetries;
   if (settings.retryDelay !== undefined) opts.retryDelay = settings.retryDelay;
   if (settings.onRetry) opts.onRetry = settings.onRetry;
+  if (tlsVerify && settings.plainHttpFlag) {
+    const flag = settings.plainHttpFlag;
+    opts.plainHttpAdvice = () => `if it is meant to, pass ${flag}=false (which also allows plain HTTP)`;
+  }
   return new RemoteRegistry(opts);
 }
 

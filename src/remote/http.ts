@@ -4,10 +4,12 @@ import type { ErrorCode } from "../oci/errors.ts";
 import { type Challenge, parseChallenges } from "./challenge.ts";
 import type { BasicCredentials, CredentialLookup } from "./credentials.ts";
 import { parseErrorBody, UpstreamError } from "./errors.ts";
-import { RawAgent } from "./raw-http.ts";
+import { RequestLimiter } from "./limits.ts";
+import { RawAgent, RawBody } from "./raw-http.ts";
 import {
   backoffDelay,
   describeNetworkError,
+  isPlainHttpAnswer,
   isRetryableStatus,
   isTransientNetworkError,
   parseRetryAfter,
@@ -61,6 +63,16 @@ export interface HttpClientOptions {
   userAgent: string;
   /** How long a base URL that failed is passed over before it is tried first again. */
   failoverCooldown: number;
+  /** Longest one exchange may take, body included (zot's syncTimeout); a retry starts anew. */
+  requestTimeout?: number;
+  /** Requests in flight at once per base URL (zot's reqConcurrent); a body being read counts. */
+  maxConcurrentRequests?: number;
+  /** Requests started per second per base URL (zot's reqPerSec). */
+  requestsPerSecond?: number;
+  /** Idle connections kept per host for blob downloads (zot's maxIdleConnsPerHost). */
+  maxIdleConnections?: number;
+  /** What a person should change when an https:// URL on `host` turns out to serve plain HTTP. */
+  plainHttpAdvice?: (host: string) => string;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
 }
 
@@ -84,6 +96,7 @@ export class HttpClient {
   private readonly tokens = new Map<string, CachedToken>();
   private readonly pendingTokens = new Map<string, Promise<CachedToken>>();
   private readonly downUntil = new Map<string, number>();
+  private readonly limiters = new Map<string, RequestLimiter>();
 
   constructor(readonly opts: HttpClientOptions) {
     if (opts.urls.length === 0) throw new Error("a remote registry needs at least one URL");
@@ -113,7 +126,13 @@ export class HttpClient {
       bodyTimeout: opts.bodyTimeout,
       keepAliveTimeout,
       tls,
+      ...(opts.maxIdleConnections !== undefined ? { maxIdlePerOrigin: opts.maxIdleConnections } : {}),
     });
+    if (opts.maxConcurrentRequests !== undefined || opts.requestsPerSecond !== undefined) {
+      for (const u of this.urls) {
+        this.limiters.set(u, new RequestLimiter(opts.maxConcurrentRequests, opts.requestsPerSecond));
+      }
+    }
   }
 
   async close(): Promise<void> {
@@ -168,11 +187,21 @@ export class HttpClient {
           lastError =
             err instanceof UpstreamError
               ? err
-              : new UpstreamError("INTERNAL_ERROR", `${req.method} ${origin}: ${describeNetworkError(err)}`, {
-                  url: origin,
-                  retryable: isTransientNetworkError(err),
-                  cause: err,
-                });
+              : isPlainHttpAnswer(err)
+                ? new UpstreamError("INTERNAL_ERROR", this.plainHttpMessage(req.method, origin), {
+                    url: origin,
+                    retryable: false,
+                    cause: err,
+                  })
+                : new UpstreamError(
+                    "INTERNAL_ERROR",
+                    `${req.method} ${origin}: ${describeNetworkError(err)}`,
+                    {
+                      url: origin,
+                      retryable: isTransientNetworkError(err),
+                      cause: err,
+                    },
+                  );
           this.markDown(origin);
           if (!replayable) break;
         }
@@ -196,6 +225,12 @@ export class HttpClient {
       this.opts.onRetry?.({ url: err.url, attempt: attempt + 1, delay, reason: err.message });
       await sleep(delay, req.signal);
     }
+  }
+
+  private plainHttpMessage(method: string, origin: string): string {
+    const host = new URL(origin).host;
+    const advice = this.opts.plainHttpAdvice?.(host) ?? `if it is meant to, address it as http://${host}`;
+    return `${method} ${origin}: the server at ${host} answered in plain HTTP, not TLS (OpenSSL: wrong version number); ${advice}`;
   }
 
   private markDown(origin: string): void {
@@ -366,8 +401,38 @@ export class HttpClient {
     }
   }
 
-  /** One HTTP exchange on `origin`, following redirects for GET/HEAD. */
+  /**
+   * One HTTP exchange on `origin`, following redirects for GET/HEAD, within the origin's request
+   * limits and the time limit: both hold until the answer's body is read or dropped.
+   */
   private async raw(origin: string, req: HttpRequest, auth: string | undefined): Promise<HttpResponse> {
+    const release = await this.limiters.get(origin)?.acquire(req.signal);
+    const limit = this.opts.requestTimeout;
+    const timer = limit === undefined ? undefined : new AbortController();
+    const timeout =
+      timer &&
+      setTimeout(() => timer.abort(new RequestTimeoutError(`${req.method} ${origin}`, limit!)), limit);
+    const done = () => {
+      clearTimeout(timeout);
+      release?.();
+    };
+    const signal = timer
+      ? req.signal
+        ? AbortSignal.any([req.signal, timer.signal])
+        : timer.signal
+      : req.signal;
+    try {
+      const res = await this.exchange(origin, { ...req, ...(signal ? { signal } : {}) }, auth);
+      if (req.method === "HEAD") done();
+      else whenBodyDone(res.body, done);
+      return res;
+    } catch (err) {
+      done();
+      throw timer?.signal.aborted && !req.signal?.aborted ? timer.signal.reason : err;
+    }
+  }
+
+  private async exchange(origin: string, req: HttpRequest, auth: string | undefined): Promise<HttpResponse> {
     let url =
       req.path.startsWith("http://") || req.path.startsWith("https://") ? req.path : origin + req.path;
     const headers: Record<string, string> = { "user-agent": this.opts.userAgent, ...req.headers };
@@ -404,6 +469,35 @@ export class HttpClient {
       return { status: res.statusCode, headers: res.headers, body: res.body, url, origin };
     }
   }
+}
+
+/** A request that outlived its time limit; another attempt may be quicker. */
+export class RequestTimeoutError extends Error {
+  readonly code = "KAGAMI_REQUEST_TIMEOUT";
+  readonly retryable = true;
+  constructor(what: string, limitMs: number) {
+    super(`${what}: not finished within ${formatMs(limitMs)} (the upstream's syncTimeout)`);
+    this.name = "RequestTimeoutError";
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
+/** Calls `fn` once the body has been read to its end, dropped or failed. */
+function whenBodyDone(body: ResponseBody, fn: () => void): void {
+  if (body instanceof RawBody) {
+    body.onDone(fn);
+    return;
+  }
+  if (body.readableEnded || body.destroyed) {
+    fn();
+    return;
+  }
+  body.once("end", fn);
+  body.once("close", fn);
+  body.once("error", fn);
 }
 
 /** Reads a small body as text, refusing more than `limit` bytes. */

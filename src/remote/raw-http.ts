@@ -55,11 +55,13 @@ export interface RawAgentOptions {
   /** How long an idle connection is kept for the next request. */
   keepAliveTimeout: number;
   tls: Pick<tls.ConnectionOptions, "rejectUnauthorized" | "ca" | "cert" | "key">;
+  /** Idle connections kept per origin (default 8); more are closed once their exchange ends. */
+  maxIdlePerOrigin?: number;
 }
 
 export type RawHeaders = Record<string, string | string[]>;
 
-const maxIdlePerOrigin = 8;
+const defaultMaxIdlePerOrigin = 8;
 
 /** Connections to HTTP/1.1 origins for bodies read without per-read allocation. */
 export class RawAgent {
@@ -112,7 +114,7 @@ export class RawAgent {
   /** Called by a connection whose exchange ended cleanly and may carry another. */
   release(conn: RawConnection): void {
     const list = this.idle.get(conn.key) ?? [];
-    if (this.closed || list.length >= maxIdlePerOrigin) {
+    if (this.closed || list.length >= (this.opts.maxIdlePerOrigin ?? defaultMaxIdlePerOrigin)) {
       conn.destroy();
       return;
     }
@@ -579,6 +581,8 @@ export class RawBody extends Readable {
   private settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
   private conn: RawConnection | undefined;
   private detach: (() => void) | undefined;
+  private readonly doneCallbacks: (() => void)[] = [];
+  private isDone = false;
 
   constructor(conn: RawConnection) {
     super({ highWaterMark: 256 * 1024 });
@@ -593,9 +597,22 @@ export class RawBody extends Readable {
     return false;
   }
 
+  /** Runs `fn` once the body was read to its end, failed, or was dropped: the connection is free. */
+  onDone(fn: () => void): void {
+    if (this.isDone) fn();
+    else this.doneCallbacks.push(fn);
+  }
+
+  private settled(): void {
+    if (this.isDone) return;
+    this.isDone = true;
+    for (const fn of this.doneCallbacks.splice(0)) fn();
+  }
+
   finish(): void {
     this.conn = undefined;
     this.ended = true;
+    this.settled();
     this.detach?.();
     if (this.mode === "stream") this.push(null);
     else if (this.mode === "sink") this.settle?.resolve();
@@ -604,6 +621,7 @@ export class RawBody extends Readable {
   fail(err: Error): void {
     this.conn = undefined;
     this.detach?.();
+    this.settled();
     if (this.mode === "stream") {
       this.destroy(err);
       return;
@@ -691,6 +709,7 @@ export class RawBody extends Readable {
     this.conn = undefined;
     this.detach?.();
     conn?.abandon();
+    this.settled();
   }
 
   override _read(): void {

@@ -39,9 +39,11 @@ export interface RemoteRegistryOptions {
   /** Fixed credentials, or a lookup by host (credentialsFile, auth.json). */
   credentials?: BasicCredentials | CredentialLookup;
   maxRetries?: number;
-  /** Milliseconds before the first retry; doubles each time. */
+  /** Milliseconds every wait between attempts is made of (see `retryBackoff`). */
   retryDelay?: number;
   maxRetryDelay?: number;
+  /** How waits grow (default jittered, see RetryPolicy). */
+  retryBackoff?: RetryPolicy["backoff"];
   /** Longest `Retry-After` waited for (ms). */
   maxRetryAfter?: number;
   /** Milliseconds to establish a connection (TCP + TLS). */
@@ -53,6 +55,16 @@ export interface RemoteRegistryOptions {
   userAgent?: string;
   /** How long a base URL that failed is passed over (ms). */
   failoverCooldown?: number;
+  /** Milliseconds one request may take, body included; unbounded when absent. */
+  requestTimeout?: number;
+  /** Requests in flight at once per URL; unbounded when absent. */
+  maxConcurrentRequests?: number;
+  /** Requests started per second per URL; unbounded when absent. */
+  requestsPerSecond?: number;
+  /** Idle connections kept per host for blob downloads (default 8). */
+  maxIdleConnections?: number;
+  /** What a person should change when an https:// URL on `host` turns out to serve plain HTTP. */
+  plainHttpAdvice?: (host: string) => string;
   /** Treat as Docker Hub (single names get `library/`); default: from the URLs. */
   dockerHub?: boolean;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
@@ -77,6 +89,7 @@ export class RemoteRegistry implements Registry {
       retryDelay: opts.retryDelay ?? defaultRetryPolicy.retryDelay,
       maxRetryDelay: opts.maxRetryDelay ?? defaultRetryPolicy.maxRetryDelay,
       maxRetryAfter: opts.maxRetryAfter ?? defaultRetryPolicy.maxRetryAfter,
+      backoff: opts.retryBackoff ?? defaultRetryPolicy.backoff,
     };
     let tls: TlsMaterial | undefined;
     if (opts.certDir) tls = loadCertDir(opts.certDir);
@@ -94,6 +107,11 @@ export class RemoteRegistry implements Registry {
     if (tls) httpOpts.tls = tls;
     if (opts.credentials) httpOpts.credentials = opts.credentials;
     if (opts.onRetry) httpOpts.onRetry = opts.onRetry;
+    if (opts.requestTimeout !== undefined) httpOpts.requestTimeout = opts.requestTimeout;
+    if (opts.maxConcurrentRequests !== undefined) httpOpts.maxConcurrentRequests = opts.maxConcurrentRequests;
+    if (opts.requestsPerSecond !== undefined) httpOpts.requestsPerSecond = opts.requestsPerSecond;
+    if (opts.maxIdleConnections !== undefined) httpOpts.maxIdleConnections = opts.maxIdleConnections;
+    if (opts.plainHttpAdvice) httpOpts.plainHttpAdvice = opts.plainHttpAdvice;
     this.http = new HttpClient(httpOpts);
   }
 

@@ -2,12 +2,19 @@
 export interface RetryPolicy {
   /** Attempts after the first; 0 disables retrying. */
   maxRetries: number;
-  /** Wait before the first retry; each later wait doubles. */
+  /** The unit every wait is made of (see `backoff`). */
   retryDelay: number;
   /** No single wait is longer than this (Retry-After up to `maxRetryAfter` still wins). */
   maxRetryDelay: number;
   /** A `Retry-After` longer than this is not waited for: the request fails at once with the wait named. */
   maxRetryAfter: number;
+  /**
+   * `jittered`: retry n (from 0) waits a random time between half and all of retryDelay × 2^n, so
+   * clients that failed together do not come back together. `doubling`: what zot does (its
+   * regclient library): retry n (from 1) waits exactly retryDelay × 2^n, so the first wait is already
+   * twice retryDelay, and a maxRetryDelay equal to retryDelay is a fixed interval.
+   */
+  backoff: "jittered" | "doubling";
 }
 
 export const defaultRetryPolicy: RetryPolicy = {
@@ -15,14 +22,18 @@ export const defaultRetryPolicy: RetryPolicy = {
   retryDelay: 500,
   maxRetryDelay: 30_000,
   maxRetryAfter: 120_000,
+  backoff: "jittered",
 };
 
-/** Exponential backoff with "equal jitter": half the step is fixed, half random, so waiters spread out. */
+/** The wait before retry `attempt` (0 for the first retry). */
 export function backoffDelay(
-  policy: RetryPolicy,
+  policy: Pick<RetryPolicy, "retryDelay" | "maxRetryDelay" | "backoff">,
   attempt: number,
   random: () => number = Math.random,
 ): number {
+  if (policy.backoff === "doubling") {
+    return Math.min(policy.maxRetryDelay, policy.retryDelay * 2 ** (attempt + 1));
+  }
   const step = Math.min(policy.maxRetryDelay, policy.retryDelay * 2 ** attempt);
   return Math.round(step / 2 + (random() * step) / 2);
 }
@@ -91,6 +102,18 @@ export function isTransientNetworkError(err: unknown): boolean {
   if ((err as { retryable?: unknown })?.retryable === false) return false;
   return (
     codesOf(err).some((c) => transientCodes.has(c)) || /other side closed|socket hang up/i.test(String(err))
+  );
+}
+
+/**
+ * A TLS handshake that met a plain-HTTP server: OpenSSL reads the server's "HTTP/1.1 400" as a
+ * record header with a "wrong version number". Retrying cannot help; the URL scheme or the client's
+ * settings must change.
+ */
+export function isPlainHttpAnswer(err: unknown): boolean {
+  return (
+    codesOf(err).includes("ERR_SSL_WRONG_VERSION_NUMBER") ||
+    /ssl3_get_record:wrong version number/.test(describeNetworkError(err))
   );
 }
 

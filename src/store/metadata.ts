@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { notWritableCode, StorageNotWritableError } from "./read-only.ts";
 
 export interface ManifestRow {
   repo: string;
@@ -96,6 +97,29 @@ function toManifest(r: Row): ManifestRow {
 }
 
 /**
+ * Opens the database in WAL mode and proves it can be written: SQLite quietly opens a file it may
+ * not write read-only, and the failure would otherwise surface at the first push, or hang shutdown.
+ */
+function openWritable(path: string): Database.Database {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    const version = db.pragma("user_version", { simple: true }) as number;
+    db.pragma(`user_version = ${version}`);
+    return db;
+  } catch (err) {
+    try {
+      db?.close();
+    } catch {
+      // Already failing for a clearer reason.
+    }
+    const code = notWritableCode(err);
+    throw code ? new StorageNotWritableError(path, code, err) : err;
+  }
+}
+
+/**
  * Every fact about repositories, tags, manifests and blob links, in one SQLite file (WAL).
  * Rows are written only after the content they point at is durable on disk.
  */
@@ -104,8 +128,7 @@ export class Metadata {
   private readonly q;
 
   constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma("journal_mode = WAL");
+    this.db = openWritable(path);
     // WAL with synchronous=NORMAL is durable against process crashes; FULL adds power-loss durability of the last commit.
     this.db.pragma("synchronous = FULL");
     this.db.pragma("busy_timeout = 5000");

@@ -49,6 +49,9 @@ interface Negative {
 
 const prefetchConcurrency = 3;
 
+/** zot's default syncTimeout: no upstream request outlives it. */
+const defaultSyncTimeoutMs = 3 * 3_600_000;
+
 /**
  * Pull-through: answers what the local store lacks from the upstreams of `extensions.sync`,
  * keeping digests exactly as upstream has them. Manifests are answered as soon as they are
@@ -111,8 +114,15 @@ export class Mirror {
         maxRetries: r.maxRetries,
         retryDelay: r.retryDelayMs,
         maxRetryDelay: r.maxRetryDelayMs,
+        retryBackoff: "doubling",
+        requestTimeout: r.syncTimeoutMs ?? defaultSyncTimeoutMs,
         userAgent: "kagami-mirror",
+        plainHttpAdvice: (host) =>
+          `if it is meant to, write the URL as http://${host} in extensions.sync.registries[${index}].urls (tlsVerify: false only turns off certificate checks)`,
       };
+      if (r.reqConcurrent !== undefined) opts.maxConcurrentRequests = r.reqConcurrent;
+      if (r.reqPerSec !== undefined) opts.requestsPerSecond = r.reqPerSec;
+      if (r.maxIdleConnsPerHost !== undefined) opts.maxIdleConnections = r.maxIdleConnsPerHost;
       if (r.certDir) opts.certDir = r.certDir;
       if (this.credentials) opts.credentials = this.credentials;
       u = new RemoteRegistry(opts);

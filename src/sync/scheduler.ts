@@ -207,6 +207,7 @@ export class SyncScheduler {
           retries: registry.maxRetries,
           retryDelayMs: registry.retryDelayMs,
           maxRetryDelayMs: registry.maxRetryDelayMs,
+          retryBackoff: "doubling",
         };
         if (opts.onEvent) copyOpts.onEvent = opts.onEvent;
         const result = await copyImage(

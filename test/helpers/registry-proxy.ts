@@ -16,7 +16,8 @@ import type { AddressInfo, Socket } from "node:net";
  * - corrupt: forwards everything but flips one byte of the body (at `afterBytes`, default the middle);
  * - short: forwards a body shorter by one byte with a Content-Length to match (a lying upstream);
  * - stall: forwards headers and `afterBytes` of the body (default the middle), then sends nothing more;
- * - slow: forwards everything at `bytesPerSecond`.
+ * - slow: forwards everything at `bytesPerSecond`;
+ * - delay: forwards the request after `ms`, so requests under way overlap for a while.
  * All but status and reset act on the body, and all but slow need its Content-Length: a body of unknown
  * length passes untouched.
  */
@@ -27,7 +28,8 @@ export type Fault =
   | { kind: "corrupt"; afterBytes?: number }
   | { kind: "short" }
   | { kind: "stall"; afterBytes?: number }
-  | { kind: "slow"; bytesPerSecond: number };
+  | { kind: "slow"; bytesPerSecond: number }
+  | { kind: "delay"; ms: number };
 
 const faultCode: Record<number, string> = { 401: "UNAUTHORIZED", 429: "TOOMANYREQUESTS" };
 
@@ -45,6 +47,8 @@ export interface ProxiedRequest {
   /** With the query. */
   path: string;
   fault?: Fault["kind"];
+  /** Date.now() when the request arrived. */
+  at: number;
 }
 
 /**
@@ -57,6 +61,9 @@ export class RegistryProxy {
   readonly log: ProxiedRequest[] = [];
   /** Body bytes sent to clients, by path without the query. */
   readonly bytesOut = new Map<string, number>();
+  /** Most exchanges under way at once (request seen, response not yet finished) since the last clear. */
+  maxInFlight = 0;
+  private inFlight = 0;
   private rules: FaultRule[] = [];
   private refusing = false;
   private readonly sockets = new Set<Socket>();
@@ -110,6 +117,12 @@ export class RegistryProxy {
   clear(): void {
     this.log.length = 0;
     this.bytesOut.clear();
+    this.maxInFlight = this.inFlight;
+  }
+
+  /** Client connections open now (in use or idle). */
+  get openConnections(): number {
+    return this.sockets.size;
   }
 
   async stop(): Promise<void> {
@@ -132,7 +145,15 @@ export class RegistryProxy {
     const path = req.url ?? "/";
     const method = req.method ?? "GET";
     const fault = this.faultFor(method, path);
-    this.log.push(fault ? { method, path, fault: fault.kind } : { method, path });
+    const at = Date.now();
+    this.log.push(fault ? { method, path, fault: fault.kind, at } : { method, path, at });
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    res.once("close", () => this.inFlight--);
+    if (fault?.kind === "delay") {
+      setTimeout(() => this.forward(req, res, method, path, undefined), fault.ms);
+      return;
+    }
 
     if (fault?.kind === "reset") {
       req.socket.destroy();
@@ -150,6 +171,16 @@ export class RegistryProxy {
       );
       return;
     }
+    this.forward(req, res, method, path, fault);
+  }
+
+  private forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    path: string,
+    fault: Fault | undefined,
+  ): void {
     const out = httpRequest(
       { host: this.target.hostname, port: this.target.port, method, path, headers: req.headers },
       (up) => {

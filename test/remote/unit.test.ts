@@ -171,7 +171,7 @@ describe("credentials", () => {
 
 describe("retry timing", () => {
   it("backs off exponentially with jitter, capped", () => {
-    const p = { maxRetries: 5, retryDelay: 100, maxRetryDelay: 1000, maxRetryAfter: 0 };
+    const p = { retryDelay: 100, maxRetryDelay: 1000, backoff: "jittered" as const };
     expect(backoffDelay(p, 0, () => 0)).toBe(50);
     expect(backoffDelay(p, 0, () => 1)).toBe(100);
     expect(backoffDelay(p, 3, () => 1)).toBe(800);
