@@ -2,6 +2,8 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, defaults, type LoadedConfig, loadConfigFile } from "../config/config.ts";
+import { checkConfigFiles } from "../config/files.ts";
+import { CredentialsError, loadZotCredentials } from "../remote/credentials.ts";
 import { createLogger } from "../server/logger.ts";
 import { startServer } from "../server/serve.ts";
 import { copyCommand } from "./copy.ts";
@@ -80,7 +82,23 @@ function verify(configPath: string | undefined): number {
     process.stderr.write("kagami verify: --config FILE is required\n");
     return 2;
   }
-  const { warnings } = loadConfigFile(configPath);
+  const { config, warnings: fieldWarnings } = loadConfigFile(configPath);
+  // What serve will open: a config that names a missing TLS key is not valid, however well formed.
+  const files = checkConfigFiles(config);
+  const credentials = config.sync?.credentialsFile;
+  const credentialsReported = [...files.errors, ...files.warnings].some(
+    (p) => p.path === "extensions.sync.credentialsFile",
+  );
+  if (credentials && !credentialsReported) {
+    try {
+      loadZotCredentials(credentials);
+    } catch (err) {
+      if (!(err instanceof CredentialsError)) throw err;
+      files.errors.push({ path: "extensions.sync.credentialsFile", message: err.message });
+    }
+  }
+  if (files.errors.length > 0) throw new ConfigError(files.errors, configPath);
+  const warnings = [...fieldWarnings, ...files.warnings];
   for (const w of warnings) process.stderr.write(`warning: ${w.path}: ${w.message}\n`);
   process.stdout.write(
     `${configPath}: configuration is valid${warnings.length ? ` (${warnings.length} warnings)` : ""}\n`,

@@ -5,9 +5,13 @@ import cron from "node-cron";
 import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
 import { parseDuration } from "./duration.ts";
+import { type GcTimeWindow, parseGcTimeWindow } from "./gc-window.ts";
 import { goRegexpProblem } from "./go-regexp.ts";
+import { normalizeKeys } from "./keys.ts";
+import { fieldPath, pointerToPath } from "./paths.ts";
 import { configSchema } from "./schema.ts";
 import { unenforcedSecuritySettings } from "./security-fields.ts";
+import { syncRuleProblems } from "./sync-rules.ts";
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
 
@@ -21,6 +25,8 @@ export interface KagamiConfig {
     /** Content younger than this is never collected. */
     gcDelayMs: number;
     gcIntervalMs: number;
+    /** A periodic collection that is due starts only inside this daily UTC window. */
+    gcTimeWindow?: GcTimeWindow;
     /** zot's subPaths: repositories under `prefix` are stored under their own root. */
     subPaths?: { prefix: string; rootDirectory: string }[];
   };
@@ -30,6 +36,10 @@ export interface KagamiConfig {
     realm: string;
     tls?: { cert: string; key: string };
     shutdownTimeoutMs: number;
+    /** Go's ReadTimeout: a request's headers and body must arrive within this. Unset: no limit. */
+    readTimeoutMs?: number;
+    /** Go's WriteTimeout: a response must be written within this of its request's headers. */
+    writeTimeoutMs?: number;
     auth?: { htpasswdPath: string; failDelayMs: number };
     accessControl?: AccessControlConfig;
   };
@@ -68,7 +78,9 @@ export interface SyncRegistryConfig {
   reqPerSec?: number;
   /** Idle connections kept per upstream host. */
   maxIdleConnsPerHost?: number;
+  /** Also copy cosign's `sha256-<hex>.sig`/`.sbom`/`.att` tags (zot's default: true). */
   syncLegacyCosignTags?: boolean;
+  /** Keep Docker manifests as they are rather than convert them (needs http.compat docker2s2). */
   preserveDigest?: boolean;
   /** A cached tag is re-checked upstream only when its last check is older than this. */
   manifestCheckIntervalMs: number;
@@ -89,7 +101,7 @@ export interface SyncConfig {
 }
 
 export interface ConfigProblem {
-  /** JSON path of the field, e.g. `http.port`. */
+  /** Where the field is, e.g. `http.port` or `extensions.sync.registries[0].urls[1]`. */
   path: string;
   message: string;
 }
@@ -126,56 +138,69 @@ export const defaultConfig: KagamiConfig = {
   log: { level: "info" },
 };
 
-type Tree = { [key: string]: Tree | true | string };
-
-/** Fields this version reads. */
-const implemented: Tree = {
-  distSpecVersion: true,
-  storage: {
-    rootDirectory: true,
-    uploadMaxAge: true,
-    dedupe: true,
-    commit: true,
-    subPaths: true,
-    gc: true,
-    gcDelay: true,
-    gcInterval: true,
-  },
-  http: {
-    address: true,
-    port: true,
-    realm: true,
-    tls: { cert: true, key: true },
-    shutdownTimeout: true,
-    auth: { htpasswd: { path: true }, failDelay: true },
-    // Keys under accessControl are repository patterns chosen by the user.
-    accessControl: true,
-  },
-  log: { level: true, output: true },
-};
-
 /**
  * Fields zot knows that this version does not act on yet: a warning each. Access and
  * authentication settings are not here: ignoring those would grant more, so they are errors
  * (security-fields.ts).
  */
 const notYet: Record<string, string> = {
-  "storage.subPaths":
-    "sub-path storage is not implemented yet; every repository is stored under storage.rootDirectory",
   "storage.storageDriver": "only the local file system is supported; the driver is ignored",
   "storage.cacheDriver": "metadata always lives in SQLite under storage.rootDirectory",
   "storage.remoteCache": "metadata always lives in SQLite under storage.rootDirectory",
   "storage.retention": "retention policies are not implemented yet",
-  "storage.scrubInterval": "scrub is not implemented yet",
-  "http.auth.apikey": "API keys are not implemented; false, zot's default, is the only value accepted",
+  "storage.maxRepos": "a limit on the number of repositories is not implemented; ignored",
+  "storage.redirectBlobURL": "blobs are always served by Kagami itself; ignored",
+  "storage.subPaths.*.storageDriver": "only the local file system is supported; the driver is ignored",
+  "storage.subPaths.*.cacheDriver": "metadata always lives in SQLite under the sub-path's rootDirectory",
+  "storage.subPaths.*.remoteCache": "metadata always lives in SQLite under the sub-path's rootDirectory",
+  "storage.subPaths.*.retention": "retention policies are not implemented yet",
+  "storage.subPaths.*.maxRepos": "a limit on the number of repositories is not implemented; ignored",
+  "storage.subPaths.*.redirectBlobURL": "blobs are always served by Kagami itself; ignored",
+  "storage.subPaths.*.gc": "garbage collection follows storage.gc for every sub-path",
+  "storage.subPaths.*.gcDelay": "garbage collection follows storage.gcDelay for every sub-path",
+  "storage.subPaths.*.gcInterval": "garbage collection follows storage.gcInterval for every sub-path",
+  "storage.subPaths.*.gcTimeWindow": "garbage collection follows storage.gcTimeWindow for every sub-path",
+  "storage.subPaths.*.uploadMaxAge": "uploads are purged after storage.uploadMaxAge in every sub-path",
   "http.auth.sessionKeysFile": "Kagami keeps no login sessions; ignored",
   "http.auth.sessionDriver": "Kagami keeps no login sessions; ignored",
   "http.auth.secureSession": "Kagami keeps no login sessions; ignored",
+  "http.allowOrigin": "CORS headers are not sent; browsers on other origins cannot call the API",
   "http.ratelimit": "rate limiting is not implemented yet",
-  "http.compat": "compatibility modes are not needed: Docker manifests are always accepted",
   "http.externalUrl": "Location headers are relative, so an external URL is not needed",
   "log.audit": "audit logging is not implemented yet",
+  scheduler: "Kagami runs background work on its own schedule; the worker count is ignored",
+  cluster:
+    "scale-out clustering is not implemented: this instance serves only its own storage and forwards nothing to other members",
+  "extensions.sync.downloadDir":
+    "not needed: downloads are staged inside storage.rootDirectory and verified before use",
+  "extensions.sync.registries[].credentialHelper":
+    "credential helpers are not run; upstream credentials come from credentialsFile only",
+  "extensions.sync.registries[].oauth2CredentialHelper":
+    "credential helpers are not run; upstream credentials come from credentialsFile only",
+  "extensions.sync.registries[].disableHTTP2":
+    "ignored: Kagami talks HTTP/1.1 to upstreams and opens a connection per concurrent request",
 };
+
+/** The concrete paths in `value` that a pattern of `notYet` names (`*` any key, `[]` any index). */
+function occurrences(value: unknown, pattern: string): string[] {
+  const segs = pattern.split(".").flatMap((s) => (s.endsWith("[]") ? [s.slice(0, -2), "[]"] : [s]));
+  let found: { v: unknown; at: (string | number)[] }[] = [{ v: value, at: [] }];
+  for (const seg of segs) {
+    const next: typeof found = [];
+    for (const { v, at } of found) {
+      if (seg === "[]") {
+        if (Array.isArray(v)) for (const [i, x] of v.entries()) next.push({ v: x, at: [...at, i] });
+      } else if (typeof v === "object" && v !== null && !Array.isArray(v)) {
+        const obj = v as Record<string, unknown>;
+        for (const k of seg === "*" ? Object.keys(obj) : [seg]) {
+          if (obj[k] !== undefined) next.push({ v: obj[k], at: [...at, k] });
+        }
+      }
+    }
+    found = next;
+  }
+  return found.map((f) => fieldPath(f.at));
+}
 
 function describe(err: ErrorObject): string {
   const desc = (err.parentSchema as { description?: string } | undefined)?.description;
@@ -186,17 +211,10 @@ function describe(err: ErrorObject): string {
   return err.message ?? "is invalid";
 }
 
-function jsonPath(instancePath: string): string {
-  return instancePath
-    .split("/")
-    .slice(1)
-    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
-    .join(".");
-}
-
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
 ajv.addFormat("go-duration", (v: string) => parseDuration(v) !== undefined);
 ajv.addFormat("regex", (v: string) => goRegexpProblem(v) === undefined);
+ajv.addFormat("gc-window", (v: string) => typeof parseGcTimeWindow(v) !== "string");
 ajv.addFormat("semver-range", (v: string) => semver.validRange(v) !== null);
 ajv.addFormat("cron", (v: string) => cron.validate(v));
 ajv.addFormat("registry-url", (v: string) => {
@@ -209,50 +227,38 @@ ajv.addFormat("registry-url", (v: string) => {
 });
 const validate = ajv.compile(configSchema);
 
-function collectWarnings(value: unknown, tree: Tree, prefix: string, out: ConfigProblem[]): void {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return;
-  for (const [key, child] of Object.entries(value)) {
-    const path = prefix ? `${prefix}.${key}` : key;
-    if (notYet[path]) {
-      out.push({ path, message: notYet[path] });
-      continue;
-    }
-    if (path === "extensions") {
-      for (const ext of Object.keys((child as object) ?? {})) {
-        if (ext === "sync") {
-          const syncRaw = (child as { sync: { downloadDir?: string; registries?: { urls?: string[] }[] } })
-            .sync;
-          for (const [i, r] of (syncRaw.registries ?? []).entries()) {
-            for (const [j, u] of (r.urls ?? []).entries()) {
-              const urlPath = /^[a-z]+:\/\/[^/]+(\/.+)$/.exec(u)?.[1];
-              if (urlPath && urlPath !== "/") {
-                out.push({
-                  path: `extensions.sync.registries[${i}].urls[${j}]`,
-                  message: `the path '${urlPath}' is ignored: an upstream is a registry host; name repositories in content prefixes`,
-                });
-              }
-            }
-          }
-          if (syncRaw.downloadDir !== undefined) {
-            out.push({
-              path: "extensions.sync.downloadDir",
-              message:
-                "not needed: downloads are staged inside storage.rootDirectory and verified before use",
-            });
-          }
-          continue;
-        }
+function collectWarnings(value: Record<string, unknown>): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  for (const [pattern, message] of Object.entries(notYet)) {
+    for (const path of occurrences(value, pattern)) out.push({ path, message });
+  }
+  const extensions = value.extensions as Record<string, unknown> | undefined;
+  for (const ext of Object.keys(extensions ?? {})) {
+    if (ext !== "sync")
+      out.push({
+        path: `extensions.${ext}`,
+        message: "this extension is not implemented yet and is ignored",
+      });
+  }
+  const registries = (extensions?.sync as { registries?: { urls?: unknown }[] } | undefined)?.registries;
+  for (const [i, r] of (Array.isArray(registries) ? registries : []).entries()) {
+    for (const [j, u] of (Array.isArray(r?.urls) ? r.urls : []).entries()) {
+      const urlPath = typeof u === "string" ? /^[a-z]+:\/\/[^/]+(\/.+)$/.exec(u)?.[1] : undefined;
+      if (urlPath && urlPath !== "/") {
         out.push({
-          path: `extensions.${ext}`,
-          message: "this extension is not implemented yet and is ignored",
+          path: `extensions.sync.registries[${i}].urls[${j}]`,
+          message: `the path '${urlPath}' is ignored: an upstream is a registry host; name repositories in content prefixes`,
         });
       }
-      continue;
     }
-    const known = tree[key];
-    if (known === undefined) out.push({ path, message: "unknown field, ignored" });
-    else if (typeof known === "object") collectWarnings(child, known, path, out);
   }
+  return out;
+}
+
+function valueAt(value: unknown, segs: string[]): unknown {
+  let v = value;
+  for (const s of segs) v = (v as Record<string, unknown> | undefined)?.[s];
+  return v;
 }
 
 /** Validates a parsed zot-format config and fills in defaults. Throws ConfigError listing every problem. */
@@ -260,17 +266,24 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new ConfigError([{ path: "", message: "the configuration must be a JSON object" }], source);
   }
-  const unenforced = unenforcedSecuritySettings(raw as Record<string, unknown>);
-  if (!validate(raw)) {
+  // zot matches field names in any case; everything after this sees the canonical spelling.
+  const keys = normalizeKeys(raw as Record<string, unknown>, configSchema);
+  const tree = keys.value as Record<string, unknown>;
+  const unenforced = unenforcedSecuritySettings(tree);
+  if (!validate(tree)) {
     const errors = validate.errors ?? [];
     const anyOfPaths = new Set(errors.filter((e) => e.keyword === "anyOf").map((e) => e.instancePath));
     const problems = errors
       .filter((e) => e.keyword === "anyOf" || !anyOfPaths.has(e.instancePath))
-      .map((e) => ({ path: jsonPath(e.instancePath), message: describe(e) }));
-    throw new ConfigError([...problems, ...unenforced], source);
+      .map((e) => ({
+        path: pointerToPath(e.instancePath, (segs) => Array.isArray(valueAt(tree, segs))),
+        message: describe(e),
+      }));
+    throw new ConfigError([...keys.problems, ...problems, ...unenforced], source);
   }
-  if (unenforced.length > 0) throw new ConfigError(unenforced, source);
-  const r = raw as {
+  const refused = [...keys.problems, ...unenforced, ...syncRuleProblems(tree)];
+  if (refused.length > 0) throw new ConfigError(refused, source);
+  const r = tree as {
     distSpecVersion?: string;
     storage?: {
       rootDirectory?: string;
@@ -278,6 +291,7 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       gc?: boolean;
       gcDelay?: string;
       gcInterval?: string;
+      gcTimeWindow?: string;
       subPaths?: Record<string, { rootDirectory: string }>;
     };
     http?: {
@@ -286,13 +300,14 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       realm?: string;
       tls?: { cert: string; key: string };
       shutdownTimeout?: string;
+      readTimeout?: string;
+      writeTimeout?: string;
       auth?: { htpasswd?: { path: string }; failDelay?: number };
       accessControl?: Record<string, unknown>;
     };
     log?: { level?: string; output?: string };
   };
-  const warnings: ConfigProblem[] = [];
-  collectWarnings(raw, implemented, "", warnings);
+  const warnings = collectWarnings(tree);
   const level = r.log?.level === "panic" ? "fatal" : ((r.log?.level as LogLevel | undefined) ?? "info");
   const config: KagamiConfig = {
     distSpecVersion: r.distSpecVersion ?? defaultConfig.distSpecVersion,
@@ -317,6 +332,10 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     },
     log: { level },
   };
+  const window = r.storage?.gcTimeWindow ? parseGcTimeWindow(r.storage.gcTimeWindow) : undefined;
+  if (typeof window === "object") config.storage.gcTimeWindow = window;
+  if (r.http?.readTimeout !== undefined) config.http.readTimeoutMs = parseDuration(r.http.readTimeout)!;
+  if (r.http?.writeTimeout !== undefined) config.http.writeTimeoutMs = parseDuration(r.http.writeTimeout)!;
   if (r.http?.tls) config.http.tls = { cert: resolve(r.http.tls.cert), key: resolve(r.http.tls.key) };
   if (r.log?.output) config.log.output = r.log.output;
   if (r.storage?.subPaths) {
@@ -332,7 +351,7 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     };
   }
   if (r.http?.accessControl) config.http.accessControl = normalizeAccessControl(r.http.accessControl);
-  const sync = (raw as { extensions?: { sync?: RawSync } }).extensions?.sync;
+  const sync = (tree as { extensions?: { sync?: RawSync } }).extensions?.sync;
   if (sync && sync.enable !== false) config.sync = normalizeSync(sync);
   if (source) config.source = source;
   return { config, warnings };
@@ -356,6 +375,12 @@ interface RawSync {
     negativeCacheTTL?: string;
     content?: SyncContent[];
     allowLocalWrites?: boolean;
+    syncTimeout?: string;
+    reqConcurrent?: number;
+    reqPerSec?: number;
+    maxIdleConnsPerHost?: number;
+    syncLegacyCosignTags?: boolean;
+    preserveDigest?: boolean;
   }[];
 }
 
@@ -377,15 +402,23 @@ function normalizeSync(raw: RawSync): SyncConfig {
         manifestCheckIntervalMs: ms(r.manifestCheckInterval, 5 * 60_000),
         negativeCacheTtlMs: ms(r.negativeCacheTTL, 30_000),
         content: (r.content ?? []).map((c) => ({ ...c, stripPrefix: c.stripPrefix ?? false })),
+        syncLegacyCosignTags: r.syncLegacyCosignTags ?? true,
+        preserveDigest: r.preserveDigest ?? false,
       };
+      if (r.syncTimeout !== undefined) reg.syncTimeoutMs = parseDuration(r.syncTimeout)!;
+      if (r.reqConcurrent !== undefined) reg.reqConcurrent = r.reqConcurrent;
+      if (r.reqPerSec !== undefined) reg.reqPerSec = r.reqPerSec;
+      if (r.maxIdleConnsPerHost !== undefined) reg.maxIdleConnsPerHost = r.maxIdleConnsPerHost;
       if (r.pollInterval !== undefined) reg.pollIntervalMs = parseDuration(r.pollInterval)!;
       if (r.schedule !== undefined) reg.schedule = r.schedule;
-      if (r.certDir !== undefined) reg.certDir = resolve(r.certDir);
+      // zot reads an empty path as "no directory"; resolve("") would be the working directory.
+      if (r.certDir) reg.certDir = resolve(r.certDir);
       if (r.allowLocalWrites) reg.allowLocalWrites = true;
       return reg;
     }),
   };
-  if (raw.credentialsFile !== undefined) out.credentialsFile = resolve(raw.credentialsFile);
+  // zot's ECR and GCP examples write "credentialsFile": "" for "no file".
+  if (raw.credentialsFile) out.credentialsFile = resolve(raw.credentialsFile);
   return out;
 }
 

@@ -1,7 +1,10 @@
 /**
- * JSON Schema of the fields Kagami reads from a zot-format config. Types only: unknown or
- * not-yet-implemented fields are reported as warnings elsewhere, so a zot config still loads.
+ * JSON Schema of zot's config format: every field zot knows, with the types Kagami checks.
+ * It is also the list of field names (keys.ts): a key it does not name is an error, as in zot.
+ * A bare `section` is one whose contents Kagami does not look into (a warning or a refusal
+ * names it elsewhere).
  */
+const section = { type: "object" };
 const duration = {
   type: "string",
   format: "go-duration",
@@ -21,8 +24,19 @@ const storageFields = {
   gc: { type: "boolean" },
   gcDelay: duration,
   gcInterval: duration,
+  gcTimeWindow: {
+    type: "string",
+    format: "gc-window",
+    description: 'a daily UTC window "HH:MM-HH:MM" such as "01:00-06:00"',
+  },
   commit: { type: "boolean" },
   uploadMaxAge: duration,
+  maxRepos: { type: "integer", minimum: 0 },
+  remoteCache: { type: "boolean" },
+  redirectBlobURL: { type: "boolean" },
+  retention: section,
+  storageDriver: section,
+  cacheDriver: section,
 };
 
 const stringList = { type: "array", items: { type: "string" } };
@@ -30,13 +44,15 @@ const actions = {
   type: "array",
   items: { enum: ["read", "create", "update", "delete", "detectManifestCollision"] },
 };
+const policy = {
+  type: "object",
+  // zot's `conditions` is named so that security-fields.ts refuses it rather than calling it unknown.
+  properties: { users: stringList, groups: stringList, actions, conditions: {} },
+};
 const repoPolicy = {
   type: "object",
   properties: {
-    policies: {
-      type: "array",
-      items: { type: "object", properties: { users: stringList, groups: stringList, actions } },
-    },
+    policies: { type: "array", items: policy },
     defaultPolicy: actions,
     anonymousPolicy: actions,
   },
@@ -47,6 +63,8 @@ const goRegexp = {
   format: "regex",
   description: "a Go (RE2) regular expression, as zot reads it: no backreferences or lookaround",
 };
+
+const positiveInt = { type: "integer", minimum: 1, description: "an integer greater than 0" };
 
 const syncContent = {
   type: "object",
@@ -93,6 +111,14 @@ const syncRegistry = {
     preserveDigest: { type: "boolean" },
     platforms: stringList,
     allowLocalWrites: { type: "boolean" },
+    syncTimeout: duration,
+    syncLegacyCosignTags: { type: "boolean" },
+    reqConcurrent: positiveInt,
+    reqPerSec: { type: "number", exclusiveMinimum: 0, description: "a number of requests a second, above 0" },
+    maxIdleConnsPerHost: positiveInt,
+    credentialHelper: { type: "string" },
+    oauth2CredentialHelper: section,
+    disableHTTP2: { type: "boolean" },
   },
   required: ["urls"],
 };
@@ -128,6 +154,15 @@ export const configSchema = {
         port,
         realm: { type: "string" },
         externalUrl: { type: "string" },
+        allowOrigin: { type: "string" },
+        readTimeout: duration,
+        writeTimeout: duration,
+        ratelimit: section,
+        compat: {
+          type: "array",
+          items: { enum: ["docker2s2"] },
+          description: 'a list of compatibility modes; zot knows only "docker2s2"',
+        },
         tls: {
           type: "object",
           properties: {
@@ -147,6 +182,14 @@ export const configSchema = {
               required: ["path"],
             },
             failDelay: { type: "integer", minimum: 0, maximum: 60 },
+            ldap: section,
+            bearer: section,
+            openid: section,
+            mtls: section,
+            apikey: { type: "boolean" },
+            sessionKeysFile: { type: "string" },
+            sessionDriver: section,
+            secureSession: { type: "boolean" },
           },
         },
         accessControl: {
@@ -157,8 +200,8 @@ export const configSchema = {
               additionalProperties: { type: "object", properties: { users: stringList } },
             },
             repositories: { type: "object", additionalProperties: repoPolicy },
-            adminPolicy: { type: "object", properties: { users: stringList, groups: stringList, actions } },
-            metrics: { type: "object" },
+            adminPolicy: policy,
+            metrics: { type: "object", properties: { users: stringList, anonymousPolicy: actions } },
           },
           additionalProperties: repoPolicy,
         },
@@ -172,6 +215,22 @@ export const configSchema = {
         audit: { type: "string" },
       },
     },
-    extensions: { type: "object", properties: { sync: syncSchema } },
+    extensions: {
+      type: "object",
+      properties: {
+        sync: syncSchema,
+        search: section,
+        metrics: section,
+        scrub: section,
+        lint: section,
+        ui: section,
+        mgmt: section,
+        apikey: section,
+        trust: section,
+        events: section,
+      },
+    },
+    scheduler: section,
+    cluster: section,
   },
 } as const;

@@ -110,35 +110,16 @@ function checkAuth(auth: Json, out: ConfigProblem[]): void {
 }
 
 /**
- * zot reads its config case-insensitively; a security section spelled differently would be
- * skipped here, and with it the accounts or rules it holds.
+ * Every access or authentication setting that Kagami would not enforce, in a config whose keys
+ * keys.ts has brought to their canonical spelling (so `LDAP` or `CACert` is found here too).
  */
-function checkSpelling(obj: Json, path: string, names: string[], out: ConfigProblem[]): void {
-  for (const key of Object.keys(obj)) {
-    const meant = names.find((n) => n.toLowerCase() === key.toLowerCase() && n !== key);
-    if (meant) {
-      out.push({
-        path: path ? `${path}.${key}` : key,
-        message: `write it as '${meant}': Kagami reads field names exactly as zot documents them`,
-      });
-    }
-  }
-}
-
-/** Every access or authentication setting in a raw zot-format config that Kagami would not enforce. */
 export function unenforcedSecuritySettings(raw: Json): ConfigProblem[] {
   const out: ConfigProblem[] = [];
-  checkSpelling(raw, "", ["http"], out);
   const http = raw.http;
   if (!isObject(http)) return out;
-  checkSpelling(http, "http", ["auth", "accessControl", "tls"], out);
   if (isObject(http.auth)) checkAuth(http.auth, out);
-  if (isObject(http.tls)) {
-    // zot's Go field is CACert, and zot matches field names in any case.
-    for (const key of Object.keys(http.tls)) {
-      if (key.toLowerCase() === "cacert") out.push({ path: `http.tls.${key}`, message: mutualTls });
-    }
-  }
+  if (isObject(http.tls) && http.tls.cacert !== undefined)
+    out.push({ path: "http.tls.cacert", message: mutualTls });
   if (isObject(http.accessControl)) checkAccessControl(http.accessControl, "http.accessControl", out);
   return out;
 }

@@ -63,6 +63,8 @@ export interface CopyOptions {
   keepIndex?: boolean;
   /** Also copy referrers (OCI referrers API) and cosign `sha256-<hex>.sig/.att/.sbom` tags. */
   referrers?: boolean;
+  /** With referrers: false leaves cosign's tag-named signatures out (zot's syncLegacyCosignTags). */
+  cosignTags?: boolean;
   /** Blob transfers at once (default 4). */
   concurrency?: number;
   /** Attempts after the first for a blob whose transfer failed in a way that may pass (default 3). */
@@ -454,7 +456,7 @@ class CopyRun {
       this.warn(`could not list referrers of ${subject}: ${errorText(err)}`);
     }
     const { algorithm, hex } = parseDigest(subject);
-    for (const suffix of cosignSuffixes) {
+    for (const suffix of this.opts.cosignTags === false ? [] : cosignSuffixes) {
       const tag = `${algorithm}-${hex}${suffix}`;
       const have = await src.registry.headManifest(src.repo, tag).catch(() => undefined);
       if (have) found.push({ reference: tag, tag });

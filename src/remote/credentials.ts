@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
@@ -91,7 +91,20 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /** zot's `credentialsFile`: `{"host:port": {"username": "...", "password": "..."}}`. */
 export function loadZotCredentials(path: string): CredentialStore {
-  const doc = readJson(path);
+  return storeFromZotCredentials(readJson(path), path);
+}
+
+/**
+ * zot's `credentialsFile` as zot treats it: a file that does not exist means no credentials (zot
+ * logs it and goes on), reported as `missing` so the caller can say so. A file that exists but
+ * cannot be read or parsed is still an error: the operator wrote something that is not used.
+ */
+export function loadOptionalZotCredentials(path: string): { store: CredentialStore; missing: boolean } {
+  if (!existsSync(path)) return { store: new CredentialStore(), missing: true };
+  return { store: loadZotCredentials(path), missing: false };
+}
+
+function storeFromZotCredentials(doc: unknown, path: string): CredentialStore {
   if (!isObject(doc)) throw new CredentialsError(`${path}: expected an object keyed by registry host`);
   const store = new CredentialStore();
   for (const [host, v] of Object.entries(doc)) {

@@ -12,12 +12,14 @@ export interface TlsMaterial {
 /**
  * Reads a directory in docker's `certs.d/<host>` layout: every `*.crt` is a CA to trust on top of
  * the system's, and `X.cert` with `X.key` is a client certificate (docker's `client.cert` / `client.key`).
+ * A directory that does not exist adds nothing, as in docker, containers/image and zot.
  */
 export function loadCertDir(dir: string): TlsMaterial {
   let names: string[];
   try {
     names = readdirSync(dir).sort();
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
     throw new Error(`cannot read certificate directory ${dir}: ${(err as Error).message}`);
   }
   const out: TlsMaterial = {};

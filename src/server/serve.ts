@@ -9,7 +9,9 @@ import { SyncScheduler } from "../sync/scheduler.ts";
 import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
 import { answerClientErrors } from "./client-errors.ts";
+import { gcSchedule } from "./gc-schedule.ts";
 import { watchConfig } from "./reload.ts";
+import { applyHttpTimeouts } from "./timeouts.ts";
 
 export interface RunningServer {
   server: Server;
@@ -64,8 +66,9 @@ async function run(
       }
     }
   };
-  const gcTimer = config.storage.gc ? setInterval(gc, config.storage.gcIntervalMs) : undefined;
-  gcTimer?.unref();
+  const stopGc = config.storage.gc
+    ? gcSchedule(gc, config.storage.gcIntervalMs, config.storage.gcTimeWindow, logger)
+    : undefined;
 
   let access = AccessState.create(config.http, logger);
   let mirror = config.sync ? new Mirror(config.sync, stores, logger) : undefined;
@@ -85,7 +88,7 @@ async function run(
   });
   const stopTimers = () => {
     clearInterval(timer);
-    if (gcTimer) clearInterval(gcTimer);
+    stopGc?.();
     stopWatching();
   };
   const stopServices = async () => {
@@ -108,6 +111,7 @@ async function run(
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 60_000;
+  applyHttpTimeouts(server, config.http.readTimeoutMs, config.http.writeTimeoutMs);
 
   try {
     await new Promise<void>((resolve, reject) => {

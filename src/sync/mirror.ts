@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Logger } from "pino";
 import type { SyncConfig, SyncRegistryConfig } from "../config/config.ts";
 import { isDigest } from "../oci/digest.ts";
@@ -8,7 +9,7 @@ import { isValidTag } from "../oci/names.ts";
 import type { LocalRegistry } from "../registry/local.ts";
 import type { BlobContent, ManifestContent } from "../registry/registry.ts";
 import type { Stores } from "../registry/stores.ts";
-import { type CredentialLookup, loadZotCredentials } from "../remote/credentials.ts";
+import { type CredentialLookup, loadOptionalZotCredentials } from "../remote/credentials.ts";
 import { RemoteRegistry } from "../remote/remote.ts";
 import { accessorySubject, describeFilters, tagAllowed, tagRefusal } from "./filters.ts";
 import { BlobFetcher } from "./inflight.ts";
@@ -75,9 +76,23 @@ export class Mirror {
     private readonly logger: Logger,
   ) {
     this.state = new SyncState(stores.root.meta.db);
-    if (config.credentialsFile) this.credentials = loadZotCredentials(config.credentialsFile).lookup;
+    if (config.credentialsFile) {
+      const { store, missing } = loadOptionalZotCredentials(config.credentialsFile);
+      if (missing) {
+        logger.warn(
+          { file: config.credentialsFile },
+          `sync: credentials file ${config.credentialsFile} does not exist; upstreams are accessed anonymously`,
+        );
+      } else this.credentials = store.lookup;
+    }
     config.registries.forEach((r, i) => {
       this.health.set(i, { url: r.urls.join(", "), ok: true });
+      if (r.certDir && !existsSync(r.certDir)) {
+        logger.warn(
+          { dir: r.certDir },
+          `sync: certificate directory ${r.certDir} does not exist; the system's CAs are used for ${r.urls[0]}`,
+        );
+      }
     });
   }
 

@@ -188,7 +188,13 @@ export class SyncScheduler {
         if (
           have?.digest === head.digest &&
           (await this.complete(local, head.digest)) &&
-          (await this.accessoriesCurrent(upstream, repo, local, head.digest, listed))
+          (await this.accessoriesCurrent(
+            upstream,
+            repo,
+            local,
+            head.digest,
+            registry.syncLegacyCosignTags === false ? [] : listed,
+          ))
         ) {
           this.mirror.state.checked(local, tag, head.digest, upstream.name);
           opts.onImage?.({ upstream: repo, local, tag, action: "unchanged" });
@@ -204,6 +210,7 @@ export class SyncScheduler {
         }
         const copyOpts: Parameters<typeof copyImage>[2] = {
           referrers: true,
+          cosignTags: registry.syncLegacyCosignTags !== false,
           retries: registry.maxRetries,
           retryDelayMs: registry.retryDelayMs,
           maxRetryDelayMs: registry.maxRetryDelayMs,

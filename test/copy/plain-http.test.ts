@@ -61,7 +61,15 @@ describe.runIf(hasTool("docker-registry"))("an https:// request to a plain-HTTP 
       config: {
         extensions: {
           sync: {
-            registries: [{ urls: [`https://${dist.host}`], onDemand: true, tlsVerify: false, maxRetries: 0 }],
+            registries: [
+              {
+                urls: [`https://${dist.host}`],
+                onDemand: true,
+                tlsVerify: false,
+                maxRetries: 0,
+                retryDelay: "10ms",
+              },
+            ],
           },
         },
       },

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config/config.ts";
+import { ConfigError, parseConfig } from "../../src/config/config.ts";
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
 import { pushImage } from "../helpers/push.ts";
@@ -87,9 +87,195 @@ describe("extensions.sync configuration", () => {
         },
       }),
     ).toThrow(
-      /extensions\.sync\.registries\.0\.urls\.0: must be a URL[\s\S]*registries\.0\.pollInterval: must be a Go duration[\s\S]*registries\.0\.tlsVerify: must be boolean[\s\S]*content\.0: is missing required field 'prefix'[\s\S]*tags\.regex: must be a Go \(RE2\) regular expression[\s\S]*registries\.1: is missing required field 'urls'[\s\S]*registries\.1\.schedule: must be a cron expression/,
+      /extensions\.sync\.registries\[0\]\.urls\[0\]: must be a URL[\s\S]*registries\[0\]\.pollInterval: must be a Go duration[\s\S]*registries\[0\]\.tlsVerify: must be boolean[\s\S]*content\[0\]: is missing required field 'prefix'[\s\S]*tags\.regex: must be a Go \(RE2\) regular expression[\s\S]*registries\[1\]: is missing required field 'urls'[\s\S]*registries\[1\]\.schedule: must be a cron expression/,
     );
   });
+});
+
+function syncProblems(registry: Record<string, unknown>, http: Record<string, unknown> = {}): string[] {
+  try {
+    parseConfig({
+      http,
+      extensions: { sync: { registries: [{ urls: ["https://r.example"], ...registry }] } },
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+    throw err;
+  }
+  return [];
+}
+
+describe("extensions.sync fields zot has", () => {
+  it("reads the tuning fields and passes them on, with zot's defaults", () => {
+    const { config, warnings } = parseConfig({
+      http: { compat: ["docker2s2"] },
+      extensions: {
+        sync: {
+          registries: [
+            {
+              urls: ["https://r.example"],
+              onDemand: true,
+              syncTimeout: "3m",
+              reqConcurrent: 8,
+              reqPerSec: 2.5,
+              maxIdleConnsPerHost: 16,
+              syncLegacyCosignTags: false,
+              preserveDigest: true,
+            },
+            { urls: ["https://s.example"] },
+          ],
+        },
+      },
+    });
+    expect(warnings).toEqual([]);
+    const [tuned, plain] = config.sync!.registries;
+    expect(tuned).toMatchObject({
+      syncTimeoutMs: 180_000,
+      reqConcurrent: 8,
+      reqPerSec: 2.5,
+      maxIdleConnsPerHost: 16,
+      syncLegacyCosignTags: false,
+      preserveDigest: true,
+    });
+    expect(plain).toMatchObject({ syncLegacyCosignTags: true, preserveDigest: false });
+    expect(plain!.syncTimeoutMs).toBeUndefined();
+  });
+
+  it("warns, naming the field, about the sync fields it does not act on", () => {
+    const { warnings } = parseConfig({
+      extensions: {
+        sync: {
+          registries: [
+            {
+              urls: ["https://r.example"],
+              credentialHelper: "ecr",
+              oauth2CredentialHelper: { tokenURL: "https://t.example" },
+              disableHTTP2: true,
+            },
+          ],
+        },
+      },
+    });
+    expect(warnings.map((w) => w.path)).toEqual([
+      "extensions.sync.registries[0].credentialHelper",
+      "extensions.sync.registries[0].oauth2CredentialHelper",
+      "extensions.sync.registries[0].disableHTTP2",
+    ]);
+  });
+
+  it("refuses an unknown sync field, as zot does", () => {
+    expect(syncProblems({ bogusField: 1, onDemnd: true })).toEqual([
+      expect.stringMatching(/^extensions\.sync\.registries\[0\]\.bogusField: unknown field/),
+      expect.stringMatching(
+        /^extensions\.sync\.registries\[0\]\.onDemnd: unknown field; did you mean 'onDemand'\?/,
+      ),
+    ]);
+  });
+
+  it("refuses what zot refuses: settings that cannot take effect together", () => {
+    const r = "extensions.sync.registries[0]";
+    expect(syncProblems({ maxRetries: 3 })).toEqual([
+      `${r}.maxRetries: needs retryDelay (zot requires both together)`,
+    ]);
+    expect(syncProblems({ maxRetryDelay: "1m" })).toEqual([
+      `${r}.maxRetryDelay: needs retryDelay (zot requires both together)`,
+    ]);
+    expect(syncProblems({ maxRetries: 3, retryDelay: "1m", maxRetryDelay: "30s" })).toEqual([
+      `${r}.maxRetryDelay: must not be below retryDelay (1m)`,
+    ]);
+    expect(syncProblems({ onDemand: false, manifestCheckInterval: "5m" })).toEqual([
+      expect.stringMatching(
+        /^extensions\.sync\.registries\[0\]\.manifestCheckInterval: .*needs onDemand: true/,
+      ),
+    ]);
+    expect(syncProblems({ onDemand: false, manifestCheckInterval: "0s" })).toEqual([]);
+    expect(
+      syncProblems({ content: [{ prefix: "library/alpine", destination: "/", stripPrefix: true }] }),
+    ).toEqual([
+      expect.stringMatching(
+        /^extensions\.sync\.registries\[0\]\.content\[0\]\.stripPrefix: with destination '\/' needs a glob/,
+      ),
+    ]);
+    expect(syncProblems({ content: [{ prefix: "library/*", destination: "/", stripPrefix: true }] })).toEqual(
+      [],
+    );
+    expect(syncProblems({ content: [{ prefix: "[a-" }, { prefix: "{a,b" }, { prefix: "a[]]b" }] })).toEqual([
+      `${r}.content[0].prefix: is not a valid glob: it has a '[' with no closing ']'`,
+      `${r}.content[1].prefix: is not a valid glob: it has a '{' with no closing '}'`,
+    ]);
+    expect(syncProblems({ preserveDigest: true })).toEqual([
+      expect.stringMatching(
+        /^extensions\.sync\.registries\[0\]\.preserveDigest: needs http\.compat: \["docker2s2"\]/,
+      ),
+    ]);
+    expect(syncProblems({ preserveDigest: true }, { compat: ["docker2s2"] })).toEqual([]);
+    expect(syncProblems({ reqConcurrent: 0, reqPerSec: 0, maxIdleConnsPerHost: -1 })).toEqual([
+      `${r}.reqConcurrent: must be an integer greater than 0`,
+      `${r}.reqPerSec: must be a number of requests a second, above 0`,
+      `${r}.maxIdleConnsPerHost: must be an integer greater than 0`,
+    ]);
+  });
+
+  it('reads "credentialsFile": "" and "certDir": "" as no file, as zot does', () => {
+    const { config } = parseConfig({
+      extensions: {
+        sync: { credentialsFile: "", registries: [{ urls: ["https://r.example"], certDir: "" }] },
+      },
+    });
+    expect(config.sync!.credentialsFile).toBeUndefined();
+    expect(config.sync!.registries[0]!.certDir).toBeUndefined();
+  });
+});
+
+describe.runIf(hasTool("docker-registry"))("optional sync files, as zot treats them", () => {
+  let upstream: RunningDistribution;
+  const servers: RunningKagami[] = [];
+  beforeAll(async () => {
+    upstream = await startDistribution();
+    await pushImage(upstream.url, "library/alpine", "3.20");
+  });
+  afterAll(async () => {
+    for (const s of servers) await s.destroy();
+    await upstream?.stop();
+  });
+
+  it.each([
+    ["an empty credentialsFile (zot's ECR and GCP examples)", "", undefined],
+    [
+      "a credentialsFile that does not exist",
+      "/nonexistent/kagami/sync-auth.json",
+      /credentials file \/nonexistent\/kagami\/sync-auth\.json does not exist/,
+    ],
+  ])(
+    "pulls through with %s and a missing certDir, warning about each missing file",
+    async (_, credentialsFile, credWarning) => {
+      const k = await startKagami({
+        config: {
+          extensions: {
+            sync: {
+              credentialsFile,
+              registries: [
+                {
+                  urls: [upstream.url],
+                  onDemand: true,
+                  tlsVerify: false,
+                  certDir: "/nonexistent/kagami/certs",
+                },
+              ],
+            },
+          },
+        },
+      });
+      servers.push(k);
+      const res = await fetch(`${k.url}/v2/library/alpine/manifests/3.20`, {
+        headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+      });
+      expect(res.status).toBe(200);
+      expect(k.output()).toMatch(/certificate directory \/nonexistent\/kagami\/certs does not exist/);
+      if (credWarning) expect(k.output()).toMatch(credWarning);
+      expect(k.output()).not.toMatch(/EISDIR/);
+    },
+  );
 });
 
 describe.runIf(hasTool("docker-registry"))("sync configuration reload", () => {

@@ -34,7 +34,9 @@ describe.runIf(runs)("containerd through hosts.toml", () => {
         extensions: {
           sync: {
             enable: true,
-            registries: [{ urls: [otherProxy.url], onDemand: true, tlsVerify: false, maxRetries: 0 }],
+            registries: [
+              { urls: [otherProxy.url], onDemand: true, tlsVerify: false, maxRetries: 0, retryDelay: "10ms" },
+            ],
           },
         },
       },

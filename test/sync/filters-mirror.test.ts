@@ -69,6 +69,7 @@ describe.runIf(hasTool("docker-registry"))("tag filters and signature tags throu
     urls: [url],
     tlsVerify: false,
     maxRetries: 0,
+    retryDelay: "10ms",
     negativeCacheTTL: "0s",
     ...extra,
   });
@@ -164,6 +165,17 @@ describe.runIf(hasTool("docker-registry"))("tag filters and signature tags throu
         accessoryTag(digests["22.04"]!, "sig"),
       ].sort(),
     );
+  });
+
+  it("kagami sync with syncLegacyCosignTags: false leaves the signature tags out", async () => {
+    const k = await mirror([
+      reg(upstream.url, {
+        syncLegacyCosignTags: false,
+        content: [{ prefix: "lib/app", tags: { semver: true } }],
+      }),
+    ]);
+    expect(await sync(k)).not.toMatch(/failed/);
+    expect(await tags(k, "lib/app")).toEqual(upstreamTags.filter((t) => t !== "latest").sort());
   });
 
   it("kagami sync under onlySigned copies signed images with their signatures, and signatures added later", async () => {

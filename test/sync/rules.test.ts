@@ -33,6 +33,7 @@ describe.runIf(hasTool("docker-registry"))(
       urls: [upstream.url],
       tlsVerify: false,
       maxRetries: 0,
+      retryDelay: "10ms",
       ...extra,
     });
 

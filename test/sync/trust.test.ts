@@ -50,6 +50,7 @@ describe.runIf(hasTool("docker-registry"))("mirror trust: names, aliases and sha
     onDemand: true,
     tlsVerify: false,
     maxRetries: 0,
+    retryDelay: "10ms",
     negativeCacheTTL: "0s",
     ...extra,
   });
