@@ -116,9 +116,9 @@ describe("tags.regex and excludeRegex are Go (RE2) expressions, matched anywhere
         },
       });
       expect(() => parseConfig(config({ regex }))).toThrow(
-        /registries\.0\.content\.0\.tags\.regex: must be a Go \(RE2\) regular expression/,
+        /registries\[0\]\.content\[0\]\.tags\.regex: must be a Go \(RE2\) regular expression/,
       );
-      expect(() => parseConfig(config({ excludeRegex: regex }))).toThrow(/content\.0\.tags\.excludeRegex/);
+      expect(() => parseConfig(config({ excludeRegex: regex }))).toThrow(/content\[0\]\.tags\.excludeRegex/);
     },
   );
 });

@@ -160,12 +160,12 @@ describe.runIf(hasTool("docker-registry"))(
     it("reqConcurrent: 1 never has two requests at the upstream at once", async () => {
       const blobs = [image.config, ...image.layers];
       proxy.setRules([{ path: "/blobs/", fault: { kind: "delay", ms: 150 } }]);
-      const unlimited = await mirrorUpstream({ maxRetries: 0 });
+      const unlimited = await mirrorUpstream({ maxRetries: 0, retryDelay: "10ms" });
       await Promise.all(blobs.map((d) => readAll(unlimited, "lib/app", d)));
       // Without the limit the same pulls overlap at the upstream, so the check below can fail.
       expect(proxy.maxInFlight).toBeGreaterThan(1);
       proxy.clear();
-      const limited = await mirrorUpstream({ maxRetries: 0 }, { reqConcurrent: 1 });
+      const limited = await mirrorUpstream({ maxRetries: 0, retryDelay: "10ms" }, { reqConcurrent: 1 });
       const sizes = await Promise.all(blobs.map((d) => readAll(limited, "lib/app", d)));
       expect(sizes.every((n) => n > 0)).toBe(true);
       expect(proxy.log.length).toBeGreaterThanOrEqual(blobs.length);
@@ -173,7 +173,7 @@ describe.runIf(hasTool("docker-registry"))(
     }, 30_000);
 
     it("reqConcurrent: 1 frees its slot after every kind of answer (HEAD, manifest, 404, blob)", async () => {
-      const u = await mirrorUpstream({ maxRetries: 0 }, { reqConcurrent: 1 });
+      const u = await mirrorUpstream({ maxRetries: 0, retryDelay: "10ms" }, { reqConcurrent: 1 });
       const pull = async () => {
         expect((await u.headManifest("lib/app", "v1"))?.digest).toBe(image.digest);
         expect(await u.getManifest("lib/app", "v1")).toBeDefined();
@@ -187,7 +187,7 @@ describe.runIf(hasTool("docker-registry"))(
     }, 30_000);
 
     it("reqPerSec spaces the requests it starts", async () => {
-      const u = await mirrorUpstream({ maxRetries: 0 }, { reqPerSec: 5 });
+      const u = await mirrorUpstream({ maxRetries: 0, retryDelay: "10ms" }, { reqPerSec: 5 });
       const blobs = [image.config, ...image.layers];
       await Promise.all(blobs.map((d) => u.blobSize("lib/app", d)));
       const at = proxy.log.map((r) => r.at);
@@ -197,7 +197,7 @@ describe.runIf(hasTool("docker-registry"))(
     }, 30_000);
 
     it("syncTimeout bounds one request, body included, and says which setting cut it", async () => {
-      const u = await mirrorUpstream({ maxRetries: 0 }, { syncTimeoutMs: 800 });
+      const u = await mirrorUpstream({ maxRetries: 0, retryDelay: "10ms" }, { syncTimeoutMs: 800 });
       proxy.setRules([
         { path: "/manifests/", fault: { kind: "delay", ms: 20_000 } },
         { path: "/blobs/", fault: { kind: "stall", afterBytes: 100 } },
@@ -217,14 +217,14 @@ describe.runIf(hasTool("docker-registry"))(
       const blobs = [image.config, ...image.layers];
       proxy.setRules([{ path: "/blobs/", fault: { kind: "delay", ms: 150 } }]);
       const settle = () => new Promise((r) => setTimeout(r, 200));
-      const pooled = await mirrorUpstream({ maxRetries: 0 });
+      const pooled = await mirrorUpstream({ maxRetries: 0, retryDelay: "10ms" });
       await Promise.all(blobs.map((d) => readAll(pooled, "lib/app", d)));
       await settle();
       const keptByDefault = proxy.openConnections;
       expect(keptByDefault).toBeGreaterThan(1);
       await cleanups.pop()!();
       await settle();
-      const lean = await mirrorUpstream({ maxRetries: 0 }, { maxIdleConnsPerHost: 1 });
+      const lean = await mirrorUpstream({ maxRetries: 0, retryDelay: "10ms" }, { maxIdleConnsPerHost: 1 });
       await Promise.all(blobs.map((d) => readAll(lean, "lib/app", d)));
       await settle();
       expect(proxy.openConnections).toBe(1);
