@@ -15,3 +15,11 @@ export function hasTool(name: string): boolean {
     return false;
   }
 }
+
+/**
+ * A launcher prefix that runs a command in a private mount namespace after `mountScript` (sh, with
+ * `$0` the directory) prepared `dir`: what the test does to the mount stays inside the command.
+ */
+export function privateMount(mountScript: string, dir: string): string[] {
+  return ["unshare", "--mount", "--propagation", "private", "sh", "-c", `${mountScript} && exec "$@"`, dir];
+}

@@ -14,7 +14,7 @@ import {
   pushImage,
   sha256,
 } from "../helpers/push.ts";
-import { hasTool } from "../helpers/tools.ts";
+import { hasTool, privateMount } from "../helpers/tools.ts";
 
 const MiB = 1024 * 1024;
 // A private mount namespace with a small tmpfs for the data directory needs root and unshare.
@@ -41,16 +41,7 @@ async function startOnSmallDisk(config?: Record<string, unknown>): Promise<Small
   const kagami = await startKagami({
     rootDir: root,
     config,
-    launcher: [
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"',
-      join(root, "data"),
-    ],
+    launcher: privateMount('mount -t tmpfs -o size=16m tmpfs "$0"', join(root, "data")),
   });
   return { kagami, root, data: `/proc/${kagami.proc.pid}/root${join(root, "data")}` };
 }

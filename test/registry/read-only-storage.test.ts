@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kagamiBin, startKagami } from "../helpers/kagami.ts";
 import { freePort } from "../helpers/net.ts";
-import { hasTool } from "../helpers/tools.ts";
+import { hasTool, privateMount } from "../helpers/tools.ts";
 
 // Root writes through file modes, so a read-only storage takes an immutable file or a read-only mount.
 const asRoot = process.getuid?.() === 0 || process.env.CI === "true";
@@ -80,16 +80,10 @@ describe.skipIf(!asRoot)("storage Kagami cannot write", () => {
     async () => {
       const data = join(dir, "ro-mount");
       await mkdir(data);
-      const exit = await serveUntilExit(await writeConfig(dir, data), [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"',
-        data,
-      ]);
+      const exit = await serveUntilExit(
+        await writeConfig(dir, data),
+        privateMount('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0"', data),
+      );
       expect(exit.code).toBe(1);
       expect(exit.stderr).toContain(`cannot write the metadata database ${join(data, "kagami.db")} (SQLITE_`);
       expect(exit.stderr).toContain("read-only mount");
