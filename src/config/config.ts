@@ -12,6 +12,7 @@ import { fieldPath, pointerToPath } from "./paths.ts";
 import { configSchema } from "./schema.ts";
 import { unenforcedSecuritySettings } from "./security-fields.ts";
 import { syncRuleProblems } from "./sync-rules.ts";
+import { zotRuleProblems } from "./zot-rules.ts";
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
 
@@ -281,7 +282,7 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       }));
     throw new ConfigError([...keys.problems, ...problems, ...unenforced], source);
   }
-  const refused = [...keys.problems, ...unenforced, ...syncRuleProblems(tree)];
+  const refused = [...keys.problems, ...unenforced, ...syncRuleProblems(tree), ...zotRuleProblems(tree)];
   if (refused.length > 0) throw new ConfigError(refused, source);
   const r = tree as {
     distSpecVersion?: string;

@@ -14,7 +14,10 @@ const port = {
   description: "a TCP port: an integer or numeric string from 0 to 65535",
   anyOf: [
     { type: "integer", minimum: 0, maximum: 65535 },
-    { type: "string", pattern: "^[0-9]{1,5}$" },
+    {
+      type: "string",
+      pattern: "^(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})$",
+    },
   ],
 };
 

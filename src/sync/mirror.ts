@@ -320,14 +320,19 @@ export class Mirror {
 
   /**
    * Whether a tag is a cosign signature, attestation or SBOM tag (or a referrers-schema tag) of an
-   * image this repository holds. Such tags go with their image: the tag filters were written for
-   * image tags and would cut `cosign verify` off from the signature. The image must be here, so an
-   * arbitrary `sha256-…` tag does not get past the filters.
+   * image this repository holds or can mirror. Such tags go with their image: the tag filters were
+   * written for image tags and would cut `cosign verify` off from the signature, and zot checks no
+   * signature of a signature. The image itself is fetched by its digest first (as any digest
+   * reference: the filters do not apply to digests, onlySigned does), so an arbitrary `sha256-…`
+   * tag does not get past the filters.
    */
   private async isAccessoryOfPresent(localRepo: string, tag: string): Promise<boolean> {
     const subject = accessorySubject(tag);
     if (!subject) return false;
-    return (await this.stores.for(localRepo).headManifest(localRepo, subject)) !== undefined;
+    const store = this.stores.for(localRepo);
+    if ((await store.headManifest(localRepo, subject)) !== undefined) return true;
+    await this.ensureManifest(localRepo, subject).catch(() => {});
+    return (await store.headManifest(localRepo, subject)) !== undefined;
   }
 
   /**

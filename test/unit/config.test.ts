@@ -146,8 +146,39 @@ describe("config", () => {
       }).sort(),
     ).toEqual([
       expect.stringMatching(/^http\.accessControl\.repositories\.\*\*\.policies\[0\]\.conditions: /),
+      expect.stringMatching(/^http\.accessControl: user, default and admin policies need accounts/),
       expect.stringMatching(/^http\.auth\.apikey: API keys are not implemented/),
       expect.stringMatching(/^http\.auth\.ldap: LDAP accounts are not implemented/),
+    ]);
+  });
+  it("refuses what zot refuses to start with: an empty file, policies without accounts, a bad pattern, shared roots, a port out of range", () => {
+    expect(problems({})).toEqual([expect.stringMatching(/^\(top level\): the configuration is empty/)]);
+    expect(
+      problems({
+        http: {
+          accessControl: { repositories: { "**": { policies: [{ users: ["bob"], actions: ["read"] }] } } },
+        },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^http\.accessControl: user, default and admin policies need accounts/),
+    ]);
+    expect(
+      problems({ http: { accessControl: { repositories: { "**": { anonymousPolicy: ["read"] } } } } }),
+    ).toEqual([]);
+    expect(
+      problems({ http: { accessControl: { repositories: { "[a-": { anonymousPolicy: ["read"] } } } } }),
+    ).toEqual([
+      expect.stringMatching(/^http\.accessControl\.repositories\.\[a-: the repository pattern has a '\['/),
+    ]);
+    expect(
+      problems({ storage: { rootDirectory: "/srv/k", subPaths: { "/a": { rootDirectory: "/srv/k/a" } } } }),
+    ).toEqual([
+      expect.stringMatching(
+        /^storage\.subPaths\.\/a\.rootDirectory: \/srv\/k\/a overlaps storage\.rootDirectory/,
+      ),
+    ]);
+    expect(problems({ http: { port: "70000" } })).toEqual([
+      expect.stringMatching(/^http\.port: must be a TCP port/),
     ]);
   });
   it("refuses a field written twice in different cases", () => {
