@@ -436,6 +436,13 @@ export function loadConfigFile(path: string): LoadedConfig {
   } catch (err) {
     throw new ConfigError([{ path: "", message: `not valid JSON: ${(err as Error).message}` }], path);
   }
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && Object.keys(raw).length === 0) {
+    // zot refuses a file with nothing in it; the embedded default is what `serve` without --config is for.
+    throw new ConfigError(
+      [{ path: "(top level)", message: "the configuration is empty; zot refuses an empty file too" }],
+      path,
+    );
+  }
   return parseConfig(raw, path);
 }
 

@@ -74,9 +74,6 @@ function storageProblems(storage: Json, out: ConfigProblem[]): void {
 
 export function zotRuleProblems(tree: Json): ConfigProblem[] {
   const out: ConfigProblem[] = [];
-  if (Object.keys(tree).length === 0) {
-    out.push({ path: "(top level)", message: "the configuration is empty; zot refuses an empty file too" });
-  }
   if (isObject(tree.http)) accessProblems(tree.http, out);
   if (isObject(tree.storage)) storageProblems(tree.storage, out);
   return out;

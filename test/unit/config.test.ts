@@ -151,8 +151,7 @@ describe("config", () => {
       expect.stringMatching(/^http\.auth\.ldap: LDAP accounts are not implemented/),
     ]);
   });
-  it("refuses what zot refuses to start with: an empty file, policies without accounts, a bad pattern, shared roots, a port out of range", () => {
-    expect(problems({})).toEqual([expect.stringMatching(/^\(top level\): the configuration is empty/)]);
+  it("refuses what zot refuses to start with: policies without accounts, a bad pattern, shared roots, a port out of range", () => {
     expect(
       problems({
         http: {
@@ -180,6 +179,11 @@ describe("config", () => {
     expect(problems({ http: { port: "70000" } })).toEqual([
       expect.stringMatching(/^http\.port: must be a TCP port/),
     ]);
+  });
+  it("refuses an empty configuration file, as zot does", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "kagami-empty-")), "config.json");
+    writeFileSync(file, "{}");
+    expect(() => loadConfigFile(file)).toThrow(/\(top level\): the configuration is empty/);
   });
   it("refuses a field written twice in different cases", () => {
     expect(problems({ http: { port: "1" }, HTTP: { port: "2" } })).toEqual([
