@@ -7,6 +7,7 @@ import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy
 import { parseDuration } from "./duration.ts";
 import { type GcTimeWindow, parseGcTimeWindow } from "./gc-window.ts";
 import { goRegexpProblem } from "./go-regexp.ts";
+import { isObject } from "./json.ts";
 import { normalizeKeys } from "./keys.ts";
 import { fieldPath, pointerToPath } from "./paths.ts";
 import { configSchema } from "./schema.ts";
@@ -191,8 +192,8 @@ function occurrences(value: unknown, pattern: string): string[] {
     for (const { v, at } of found) {
       if (seg === "[]") {
         if (Array.isArray(v)) for (const [i, x] of v.entries()) next.push({ v: x, at: [...at, i] });
-      } else if (typeof v === "object" && v !== null && !Array.isArray(v)) {
-        const obj = v as Record<string, unknown>;
+      } else if (isObject(v)) {
+        const obj = v;
         for (const k of seg === "*" ? Object.keys(obj) : [seg]) {
           if (obj[k] !== undefined) next.push({ v: obj[k], at: [...at, k] });
         }
@@ -436,7 +437,7 @@ export function loadConfigFile(path: string): LoadedConfig {
   } catch (err) {
     throw new ConfigError([{ path: "", message: `not valid JSON: ${(err as Error).message}` }], path);
   }
-  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && Object.keys(raw).length === 0) {
+  if (isObject(raw) && Object.keys(raw).length === 0) {
     // zot refuses a file with nothing in it; the embedded default is what `serve` without --config is for.
     throw new ConfigError(
       [{ path: "(top level)", message: "the configuration is empty; zot refuses an empty file too" }],

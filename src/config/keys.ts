@@ -8,6 +8,7 @@
  * Kagami does not look into (a storage driver's settings, an extension it lacks).
  */
 import type { ConfigProblem } from "./config.ts";
+import { isObject } from "./json.ts";
 import { fieldPath } from "./paths.ts";
 
 interface SchemaNode {
@@ -20,9 +21,6 @@ export interface NormalizedKeys {
   value: unknown;
   problems: ConfigProblem[];
 }
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Edits (insert, delete, replace, swap of neighbours) between two names: `levle` is one from `level`. */
 function editDistance(a: string, b: string): number {
@@ -58,7 +56,7 @@ function walk(value: unknown, node: SchemaNode, path: (string | number)[], out: 
     return node.items ? value.map((v, i) => walk(v, node.items!, [...path, i], out)) : value;
   }
   const extra = typeof node.additionalProperties === "object" ? node.additionalProperties : undefined;
-  if (!isPlainObject(value) || (!node.properties && !extra)) return value;
+  if (!isObject(value) || (!node.properties && !extra)) return value;
   const names = Object.keys(node.properties ?? {});
   const byLower = new Map(names.map((n) => [n.toLowerCase(), n]));
   const result: Record<string, unknown> = {};

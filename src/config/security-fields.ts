@@ -5,10 +5,7 @@
  * stop limiting anything).
  */
 import type { ConfigProblem } from "./config.ts";
-
-type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+import { isObject, type Json } from "./json.ts";
 
 const useHtpasswd = "Kagami signs users in only with http.auth.htpasswd";
 const mutualTls = `client certificate authentication (mutual TLS) is not implemented; ${useHtpasswd}`;

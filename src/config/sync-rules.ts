@@ -4,10 +4,9 @@
  */
 import type { ConfigProblem } from "./config.ts";
 import { parseDuration } from "./duration.ts";
+import { isObject, type Json } from "./json.ts";
 import { fieldPath } from "./paths.ts";
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 const durationMs = (v: unknown): number | undefined => (typeof v === "string" ? parseDuration(v) : undefined);
 
 /** Why a content prefix is not a glob zot can compile (an unclosed `[` or `{`, a dangling `\`), if it is not. */

@@ -4,10 +4,8 @@
  */
 import { resolve, sep } from "node:path";
 import type { ConfigProblem } from "./config.ts";
+import { isObject, type Json } from "./json.ts";
 import { globProblem } from "./sync-rules.ts";
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
 
 const reservedAccessKeys = new Set(["groups", "repositories", "adminPolicy", "metrics"]);
 

@@ -65,6 +65,7 @@ export class Mirror {
   private readonly health = new Map<number, UpstreamHealth>();
   private readonly manifestFlights = new Map<string, Promise<void>>();
   private readonly negative = new Map<string, Negative>();
+  private readonly aliasCache = new Map<string, string[]>();
   private readonly referrerChecks = new Map<string, { at: number; list: Descriptor[] }>();
   private credentials: CredentialLookup | undefined;
   private prefetchRunning = 0;
@@ -150,9 +151,19 @@ export class Mirror {
     return routesForLocal(this.config.registries, localRepo);
   }
 
-  /** Every local name that reaches the same upstream content as `localRepo` (access is checked on each). */
+  /**
+   * Every local name that reaches the same upstream content as `localRepo` (access is checked on
+   * each). Asked on every request; the answer depends only on this mirror's configuration, which a
+   * reload replaces with a new Mirror, so it is kept per name.
+   */
   aliases(localRepo: string): string[] {
-    return aliasesOf(this.config.registries, localRepo);
+    let names = this.aliasCache.get(localRepo);
+    if (!names) {
+      if (this.aliasCache.size >= 10_000) this.aliasCache.clear();
+      names = aliasesOf(this.config.registries, localRepo);
+      this.aliasCache.set(localRepo, names);
+    }
+    return names;
   }
 
   /** Whether containerd's `ns=host` requests may reach an upstream here. */
@@ -331,7 +342,13 @@ export class Mirror {
     if (!subject) return false;
     const store = this.stores.for(localRepo);
     if ((await store.headManifest(localRepo, subject)) !== undefined) return true;
-    await this.ensureManifest(localRepo, subject).catch(() => {});
+    await this.ensureManifest(localRepo, subject).catch((err: unknown) => {
+      // The tag is then judged as any tag is; the log keeps why its image could not be had.
+      this.logger.debug(
+        { repo: localRepo, tag, err: (err as Error).message },
+        "image of an accessory tag not fetched",
+      );
+    });
     return (await store.headManifest(localRepo, subject)) !== undefined;
   }
 
