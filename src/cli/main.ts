@@ -9,6 +9,7 @@ import { startServer } from "../server/serve.ts";
 import { copyCommand } from "./copy.ts";
 import { gcCommand } from "./gc.ts";
 import { exportCommand, importCommand } from "./import-export.ts";
+import { promoteCommand } from "./promote.ts";
 import { syncCommand } from "./sync.ts";
 
 const usage = `kagami — an OCI registry and pull-through mirror
@@ -21,6 +22,7 @@ Usage:
   kagami copy SRC DST             copy an image between registries, layouts and archives
   kagami import FILE|DIR          load an oci-archive, OCI layout or docker save tar into the local store
   kagami export REF FILE          write images of the local store to an oci-archive
+  kagami promote --manifest FILE  promote images by digest as an image promoter manifest lists them (dry run unless --confirm)
   kagami --version
 
 The configuration uses zot's JSON format; see docs/configuration.md.`;
@@ -113,6 +115,7 @@ const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
   copy: copyCommand,
   import: importCommand,
   export: exportCommand,
+  promote: promoteCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,94 @@
+import type { PromoterManifest } from "./manifest.ts";
+
+/** Where a registry name points: a host and a path below it (`us.gcr.io/k8s-artifacts-prod/foo`). */
+export interface RegistryLocation {
+  host: string;
+  prefix: string;
+}
+
+export function locateRegistry(name: string): RegistryLocation {
+  const slash = name.indexOf("/");
+  return slash < 0
+    ? { host: name, prefix: "" }
+    : { host: name.slice(0, slash), prefix: name.slice(slash + 1) };
+}
+
+/** The repository an image name means below a registry name. */
+export function repositoryIn(registry: string, image: string): string {
+  const { prefix } = locateRegistry(registry);
+  return prefix ? `${prefix}/${image}` : image;
+}
+
+/** One promotion: SRC/name@digest → DST/name:tag (no tag: by digest only). */
+export interface Edge {
+  src: string;
+  dst: string;
+  name: string;
+  digest: string;
+  /** "" promotes by digest only. */
+  tag: string;
+  /** The manifest that asked for it, for messages. */
+  file: string;
+}
+
+export function srcRef(e: Edge): string {
+  return `${e.src}/${e.name}@${e.digest}`;
+}
+
+export function dstRef(e: Edge): string {
+  return e.tag ? `${e.dst}/${e.name}:${e.tag}` : `${e.dst}/${e.name}@${e.digest}`;
+}
+
+/** Two or more digests aimed at one destination tag. */
+export class OverlappingEdgesError extends Error {
+  constructor(readonly conflicts: { target: string; edges: Edge[] }[]) {
+    const lines = conflicts.map(
+      (c) =>
+        `  ${c.target} is asked to be ${c.edges.map((e) => `${e.digest} (${e.file}, image ${e.name})`).join(" and ")}`,
+    );
+    super(
+      `overlapping edges detected: different digests aimed at the same destination tag\n${lines.join("\n")}`,
+    );
+    this.name = "OverlappingEdgesError";
+  }
+}
+
+/**
+ * Every edge the manifests ask for: for each image, digest and tag, one per registry that is not
+ * the source. The same edge asked twice counts once; two digests for one tag fail the run.
+ */
+export function toEdges(manifests: PromoterManifest[]): Edge[] {
+  const edges = new Map<string, Edge>();
+  for (const m of manifests) {
+    for (const img of m.images) {
+      for (const [digest, tags] of img.dmap) {
+        for (const reg of m.registries) {
+          if (reg === m.source) continue;
+          for (const tag of tags.length ? tags : [""]) {
+            const e: Edge = {
+              src: m.source.name,
+              dst: reg.name,
+              name: img.name,
+              digest,
+              tag,
+              file: m.imagesFile ?? m.file,
+            };
+            const key = `${dstRef(e)} ${e.digest}`;
+            if (!edges.has(key)) edges.set(key, e);
+          }
+        }
+      }
+    }
+  }
+  const byTarget = new Map<string, Edge[]>();
+  for (const e of edges.values()) {
+    if (!e.tag) continue;
+    const t = dstRef(e);
+    byTarget.set(t, [...(byTarget.get(t) ?? []), e]);
+  }
+  const conflicts = [...byTarget]
+    .filter(([, es]) => es.length > 1)
+    .map(([target, es]) => ({ target, edges: es }));
+  if (conflicts.length) throw new OverlappingEdgesError(conflicts);
+  return [...edges.values()];
+}

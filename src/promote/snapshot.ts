@@ -1,0 +1,93 @@
+import { Limiter } from "../copy/limit.ts";
+import { indexTypes } from "../oci/mediatypes.ts";
+import type { Registry } from "../registry/registry.ts";
+
+/** What a registry path holds: image name (below the path) → digest → tags. */
+export type Inventory = Map<string, Map<string, string[]>>;
+
+export interface SnapshotOptions {
+  /** Leave out untagged manifests that an index lists (the promoter's --minimal-snapshot). */
+  minimal?: boolean;
+  concurrency?: number;
+}
+
+function add(inv: Inventory, name: string, digest: string, tag?: string): void {
+  let dmap = inv.get(name);
+  if (!dmap) {
+    dmap = new Map();
+    inv.set(name, dmap);
+  }
+  const tags = dmap.get(digest) ?? [];
+  if (tag && !tags.includes(tag)) tags.push(tag);
+  dmap.set(digest, tags);
+}
+
+/**
+ * Reads every repository below `prefix` (the catalog, then each repository's tags) and what each
+ * tag points at. The distribution API cannot list untagged manifests, except those an index
+ * names, which are listed untagged as the promoter lists them.
+ */
+export async function snapshotRegistry(
+  registry: Registry,
+  prefix: string,
+  opts: SnapshotOptions = {},
+): Promise<Inventory> {
+  const limiter = new Limiter(opts.concurrency ?? 8);
+  const under = prefix ? `${prefix}/` : "";
+  const repos = (await registry.catalog()).filter((r) => r.startsWith(under) && r.length > under.length);
+  const inv: Inventory = new Map();
+  await Promise.all(
+    repos.map(async (repo) => {
+      const name = repo.slice(under.length);
+      const tags = await limiter.run(() => registry.listTags(repo));
+      await Promise.all(
+        tags.map((tag) =>
+          limiter.run(async () => {
+            const m = await registry.headManifest(repo, tag);
+            if (!m) return; // deleted while we looked
+            add(inv, name, m.digest, tag);
+            if (opts.minimal || !indexTypes.has(m.mediaType)) return;
+            const full = await registry.getManifest(repo, m.digest);
+            const children = full
+              ? (JSON.parse(full.bytes.toString("utf8")) as { manifests?: { digest?: unknown }[] }).manifests
+              : [];
+            for (const c of children ?? []) if (typeof c.digest === "string") add(inv, name, c.digest);
+          }),
+        ),
+      );
+    }),
+  );
+  return inv;
+}
+
+function sorted(inv: Inventory): [string, [string, string[]][]][] {
+  return [...inv]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, dmap]) => [
+      name,
+      [...dmap].sort(([a], [b]) => (a < b ? -1 : 1)).map(([d, t]) => [d, [...t].sort()]),
+    ]);
+}
+
+/** The images.yaml format of a thin manifest: a list of {name, dmap}, sorted. */
+export function inventoryYaml(inv: Inventory): string {
+  let out = "";
+  for (const [name, digests] of sorted(inv)) {
+    out += `- name: ${name}\n  dmap:\n`;
+    for (const [digest, tags] of digests)
+      out += `    "${digest}": [${tags.map((t) => `"${t}"`).join(", ")}]\n`;
+  }
+  return out;
+}
+
+/** One line per tag (`name@digest,name:tag`), `-` for an untagged digest. */
+export function inventoryCsv(inv: Inventory): string {
+  let out = "";
+  for (const [name, digests] of sorted(inv)) {
+    for (const [digest, tags] of digests) {
+      if (tags.length === 0) out += `${name}@${digest},-\n`;
+      for (const t of tags) out += `${name}@${digest},${name}:${t}\n`;
+    }
+  }
+  return out;
+}
