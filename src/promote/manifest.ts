@@ -167,11 +167,11 @@ function parseImages(y: YamlFile, node: Node | null | undefined, field: string):
       y.problem(item as Node, `${where}: want a map with name and dmap`);
       return;
     }
+    const name = y.text(item.get("name", true) as Node | undefined, `${where}: name`) ?? "";
+    if (name) where = `${where} (image ${name})`;
     const fields = y.entries(item, where, ["name", "dmap"]);
-    const name = y.text(fields.get("name"), `${where}: name`) ?? "";
     if (name === "") y.problem(item, `${where}: 'name' field cannot be empty`);
     else {
-      where = `${where} (image ${name})`;
       if (!isValidName(name)) {
         y.problem(
           fields.get("name"),
@@ -283,8 +283,9 @@ export function loadPlainManifest(file: string): PromoterManifest {
   const y = new YamlFile(file);
   const root = rootMap(y, "registries and images");
   const fields = root
-    ? y.entries(root, "manifest", ["registries", "images"])
+    ? y.entries(root, "manifest", ["registries", "images", "provenance"])
     : new Map<string, Node | null>();
+  refuseProvenance(y, fields);
   const registries = parseRegistries(y, fields.get("registries"));
   const images = parseImages(y, fields.get("images"), "images");
   const source = y.ok ? checkRegistries(y, registries, fields.get("registries") ?? root) : undefined;
