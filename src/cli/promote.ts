@@ -1,9 +1,21 @@
 import { type RemoteSettings, remoteFor } from "../copy/transport.ts";
-import { type Edge, locateRegistry, OverlappingEdgesError, toEdges } from "../promote/edges.ts";
+import {
+  type Edge,
+  edgesInventory,
+  locateRegistry,
+  OverlappingEdgesError,
+  toEdges,
+} from "../promote/edges.ts";
 import { executePromotion } from "../promote/execute.ts";
 import { loadPlainManifest, ManifestError, type PromoterManifest } from "../promote/manifest.ts";
 import { describeStep, type OpenRegistry, PlanError, planPromotion } from "../promote/plan.ts";
-import { inventoryCsv, inventoryYaml, snapshotRegistry } from "../promote/snapshot.ts";
+import {
+  filterByTag,
+  type Inventory,
+  inventoryCsv,
+  inventoryYaml,
+  snapshotRegistry,
+} from "../promote/snapshot.ts";
 import { loadThinManifestDir } from "../promote/thin.ts";
 import type { Registry } from "../registry/registry.ts";
 import { type FlagSpec, intFlag, type ParsedFlags, parseFlags, UsageError } from "./args.ts";
@@ -27,7 +39,10 @@ Manifests:
       --parse-only                only read and check the manifests (no registry is contacted)
       --snapshot REGISTRY         print what REGISTRY (host, or host/path) holds in images.yaml format
       --output yaml|csv           the snapshot's format (default yaml)
+      --snapshot-tag TAG          only the digests that carry TAG in the snapshot
       --minimal-snapshot          leave untagged manifests of an index out of the snapshot
+      --manifest-based-snapshot-of REGISTRY
+                                  print what the manifests would put in REGISTRY (no registry is read)
 
 Credentials and connections (the source takes --src-*, every destination --dest-*):
       --authfile FILE             auth file ({"auths": ...}) for all registries (--src-authfile, --dest-authfile)
@@ -53,6 +68,9 @@ const promoteFlags: Record<string, FlagSpec> = {
   snapshot: { type: "string" },
   output: { type: "string" },
   "minimal-snapshot": { type: "boolean" },
+  "snapshot-tag": { type: "string" },
+  "manifest-based-snapshot-of": { type: "string" },
+  "key-files": { type: "string" },
   "use-service-account": { type: "boolean" },
 };
 
@@ -112,19 +130,23 @@ function reportServiceAccounts(manifests: PromoterManifest[], flags: ParsedFlags
     );
   }
   if (flags["use-service-account"]) err("note: --use-service-account is accepted and has no effect");
+  if (flags["key-files"]) err("note: --key-files is accepted and not used");
+}
+
+function printInventory(flags: ParsedFlags, inventory: Inventory): void {
+  const tag = flags["snapshot-tag"] as string | undefined;
+  const inv = tag ? filterByTag(inventory, tag) : inventory;
+  process.stdout.write(flags.output === "csv" ? inventoryCsv(inv) : inventoryYaml(inv));
 }
 
 async function snapshot(flags: ParsedFlags, name: string): Promise<void> {
-  const format = (flags.output as string | undefined) ?? "yaml";
-  if (format !== "yaml" && format !== "csv")
-    throw new UsageError(`--output takes yaml or csv, not '${format}'`);
   const { host, prefix } = locateRegistry(name.replace(/\/+$/, ""));
   const registries = registryOpener(flags);
   try {
     const inv = await snapshotRegistry(await registries.open(host, "source"), prefix, {
       minimal: flags["minimal-snapshot"] === true,
     });
-    process.stdout.write(format === "csv" ? inventoryCsv(inv) : inventoryYaml(inv));
+    printInventory(flags, inv);
   } finally {
     await registries.close();
   }
@@ -139,6 +161,11 @@ async function promote(flags: ParsedFlags): Promise<void> {
   const manifests = loadManifests(flags);
   const edges = toEdges(manifests);
   reportServiceAccounts(manifests, flags);
+  const of = flags["manifest-based-snapshot-of"] as string | undefined;
+  if (of) {
+    printInventory(flags, edgesInventory(edges, of));
+    return;
+  }
   if (flags["parse-only"]) {
     out(`manifests are valid: ${summarize(edges, manifests)}`);
     return;
@@ -195,6 +222,10 @@ export async function promoteCommand(argv: string[]): Promise<number> {
     if (flags.confirm && flags["parse-only"])
       throw new UsageError("--confirm and --parse-only cannot be used together");
     const snap = flags.snapshot as string | undefined;
+    const format = flags.output as string | undefined;
+    if (format !== undefined && format !== "yaml" && format !== "csv") {
+      throw new UsageError(`--output takes yaml or csv, not '${format}'`);
+    }
     if (snap !== undefined) {
       if (flags.manifest || flags["thin-manifest-dir"] || flags.confirm || flags["parse-only"]) {
         throw new UsageError("--snapshot takes no manifest, --confirm or --parse-only");
@@ -203,8 +234,14 @@ export async function promoteCommand(argv: string[]): Promise<number> {
       await snapshot(flags, snap);
       return 0;
     }
-    if (flags.output !== undefined || flags["minimal-snapshot"])
-      throw new UsageError("--output and --minimal-snapshot go with --snapshot");
+    const ofRegistry = flags["manifest-based-snapshot-of"] !== undefined;
+    const snapshotOnly = ["output", "snapshot-tag", "minimal-snapshot"].filter((f) => flags[f] !== undefined);
+    if (!ofRegistry && snapshotOnly.length) {
+      throw new UsageError(`--${snapshotOnly[0]} goes with --snapshot or --manifest-based-snapshot-of`);
+    }
+    if (ofRegistry && flags.confirm) {
+      throw new UsageError("--manifest-based-snapshot-of copies nothing: leave --confirm out");
+    }
     await promote(flags);
     return 0;
   } catch (e) {

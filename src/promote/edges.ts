@@ -92,3 +92,22 @@ export function toEdges(manifests: PromoterManifest[]): Edge[] {
   if (conflicts.length) throw new OverlappingEdgesError(conflicts);
   return [...edges.values()];
 }
+
+/**
+ * What the edges would put below `registry` if it were empty, read from the manifests alone: image
+ * names relative to `registry`, so a destination deeper than it keeps the extra path.
+ */
+export function edgesInventory(edges: Edge[], registry: string): Map<string, Map<string, string[]>> {
+  const root = registry.replace(/\/+$/, "");
+  const inv = new Map<string, Map<string, string[]>>();
+  for (const e of edges) {
+    if (e.dst !== root && !e.dst.startsWith(`${root}/`)) continue;
+    const name = `${e.dst.slice(root.length)}/${e.name}`.replace(/^\/+/, "");
+    if (!inv.has(name)) inv.set(name, new Map());
+    const dmap = inv.get(name) as Map<string, string[]>;
+    const tags = dmap.get(e.digest) ?? [];
+    if (e.tag && !tags.includes(e.tag)) tags.push(e.tag);
+    dmap.set(e.digest, tags);
+  }
+  return inv;
+}

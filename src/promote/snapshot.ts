@@ -60,6 +60,19 @@ export async function snapshotRegistry(
   return inv;
 }
 
+/** Only the digests that carry `tag`, each with all its tags (the promoter's --snapshot-tag). */
+export function filterByTag(inv: Inventory, tag: string): Inventory {
+  const out: Inventory = new Map();
+  for (const [name, dmap] of inv) {
+    for (const [digest, tags] of dmap) {
+      if (!tags.includes(tag)) continue;
+      if (!out.has(name)) out.set(name, new Map());
+      out.get(name)?.set(digest, tags);
+    }
+  }
+  return out;
+}
+
 function sorted(inv: Inventory): [string, [string, string[]][]][] {
   return [...inv]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))

@@ -252,6 +252,41 @@ describe("thin manifests", () => {
   });
 });
 
+describe("manifest-based snapshots", () => {
+  it("prints what the manifests would put below a registry, names relative to it", async () => {
+    const file = await manifest(`${registries}images:
+- name: app
+  dmap:
+    "${A}": ["v1", "latest"]
+    "${B}": []
+`);
+    const yaml = await promote("--manifest", file, "--manifest-based-snapshot-of", "us.example/prod");
+    expect(yaml.code).toBe(0);
+    expect(yaml.stdout).toBe(`- name: sub/app\n  dmap:\n    "${A}": ["latest", "v1"]\n    "${B}": []\n`);
+    const csv = await promote(
+      "--manifest",
+      file,
+      "--manifest-based-snapshot-of",
+      "eu.example",
+      "--output",
+      "csv",
+    );
+    expect(csv.stdout).toBe(`app@${A},app:latest\napp@${A},app:v1\napp@${B},-\n`);
+    const tagged = await promote(
+      "--manifest",
+      file,
+      "--manifest-based-snapshot-of",
+      "eu.example",
+      "--snapshot-tag",
+      "v1",
+    );
+    expect(tagged.stdout).toBe(`- name: app\n  dmap:\n    "${A}": ["latest", "v1"]\n`);
+    expect((await promote("--manifest", file, "--output", "csv")).stderr).toMatch(
+      /--output goes with --snapshot or --manifest-based-snapshot-of/,
+    );
+  });
+});
+
 describe("kagami promote usage", () => {
   it("says what it needs, exit 2", async () => {
     const none = await promote();

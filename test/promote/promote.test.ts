@@ -197,6 +197,8 @@ describe.skipIf(!haveTools)("kagami promote against distribution and Kagami", ()
     expect(yaml.stdout).toContain(`    "${A.digest}": ["v1"]\n`);
     for (const child of A.images) expect(yaml.stdout).toContain(`    "${child.manifestDigest}": []\n`);
     expect(yaml.stdout).toContain(`- name: tool\n  dmap:\n    "${E.digest}": ["e1"]\n`);
+    const tagged = await promote(noTls, "--snapshot", `${src.host}/staging`, "--snapshot-tag", "e1");
+    expect(tagged.stdout).toBe(`- name: tool\n  dmap:\n    "${E.digest}": ["e1"]\n`);
     const minimal = await promote(noTls, "--snapshot", `${src.host}/staging`, "--minimal-snapshot");
     expect(minimal.stdout).not.toContain(A.images[0]!.manifestDigest);
 
