@@ -260,13 +260,23 @@ function refuseProvenance(y: YamlFile, fields: Map<string, Node | null>): void {
   }
 }
 
-function rootMap(y: YamlFile, what: string): YAMLMap | undefined {
-  if (y.root == null) return undefined;
-  if (!isMap(y.root)) {
-    y.problem(y.root, `want a map with ${what}`);
-    return undefined;
-  }
-  return y.root;
+/**
+ * The top-level map of a manifest file with the registries checked: `kind` names it in messages,
+ * `known` lists its fields besides `registries` and `provenance`.
+ */
+function readTopLevel(
+  y: YamlFile,
+  kind: string,
+  known: string[],
+): { fields: Map<string, Node | null>; registries: RegistryEntry[]; source?: RegistryEntry } {
+  let fields = new Map<string, Node | null>();
+  if (y.root != null && !isMap(y.root))
+    y.problem(y.root, `want a map with registries${known.length ? ` and ${known.join(", ")}` : ""}`);
+  else if (y.root != null) fields = y.entries(y.root, kind, ["registries", ...known, "provenance"]);
+  refuseProvenance(y, fields);
+  const registries = parseRegistries(y, fields.get("registries"));
+  const source = y.ok ? checkRegistries(y, registries, fields.get("registries") ?? y.root) : undefined;
+  return source ? { fields, registries, source } : { fields, registries };
 }
 
 function finish(
@@ -281,28 +291,16 @@ function finish(
 /** A plain manifest: `registries:` and `images:` in one file. */
 export function loadPlainManifest(file: string): PromoterManifest {
   const y = new YamlFile(file);
-  const root = rootMap(y, "registries and images");
-  const fields = root
-    ? y.entries(root, "manifest", ["registries", "images", "provenance"])
-    : new Map<string, Node | null>();
-  refuseProvenance(y, fields);
-  const registries = parseRegistries(y, fields.get("registries"));
+  const { fields, registries, source } = readTopLevel(y, "manifest", ["images"]);
   const images = parseImages(y, fields.get("images"), "images");
-  const source = y.ok ? checkRegistries(y, registries, fields.get("registries") ?? root) : undefined;
   return finish({ file, registries, images }, source, y.problems);
 }
 
 /** A thin manifest (registries only) and the images.yaml beside it in the images tree. */
 export function loadThinManifest(file: string, imagesFile: string): PromoterManifest {
   const y = new YamlFile(file);
-  const root = rootMap(y, "registries");
   // imagesPath is deprecated in the promoter and does nothing there either.
-  const fields = root
-    ? y.entries(root, "thin manifest", ["registries", "imagesPath", "provenance"])
-    : new Map<string, Node | null>();
-  refuseProvenance(y, fields);
-  const registries = parseRegistries(y, fields.get("registries"));
-  const source = y.ok ? checkRegistries(y, registries, fields.get("registries") ?? root) : undefined;
+  const { registries, source } = readTopLevel(y, "thin manifest", ["imagesPath"]);
   const imgs = new YamlFile(imagesFile);
   const images = parseImages(imgs, imgs.root, "images");
   return finish({ file, imagesFile, registries, images }, source, [...y.problems, ...imgs.problems]);
