@@ -51,6 +51,7 @@ Credentials and connections (the source takes --src-*, every destination --dest-
       --src-cert-dir DIR          CA certificates and client.cert/client.key (--dest-cert-dir, --cert-dir)
       --retry-times N             retries of a failed request or blob (default 3)
       --concurrency N             blobs transferred at once (default 4)
+  -v, --verbose                   also list the edges already promoted
   -q, --quiet                     no progress output
   -h, --help
 
@@ -72,10 +73,13 @@ const promoteFlags: Record<string, FlagSpec> = {
   "manifest-based-snapshot-of": { type: "string" },
   "key-files": { type: "string" },
   "use-service-account": { type: "boolean" },
+  verbose: { type: "boolean", short: "v" },
 };
 
-/** A refused or failed promotion whose message is already written out. */
-class PromoteFailed extends Error {}
+/** A promotion refused or failed after its plan and outcomes were printed: exit status 1. */
+class PromoteFailed extends Error {
+  override name = "PromoteFailed";
+}
 
 function out(s: string): void {
   process.stdout.write(`${s}\n`);
@@ -173,7 +177,8 @@ async function promote(flags: ParsedFlags): Promise<void> {
   const registries = registryOpener(flags);
   try {
     const plan = await planPromotion(edges, registries.open);
-    for (const s of plan.steps) out(describeStep(s));
+    // A large manifest is mostly edges promoted long ago: those lines only on request.
+    for (const s of plan.steps) if (s.kind !== "done" || flags.verbose) out(describeStep(s));
     const count = (k: string) => plan.steps.filter((s) => s.kind === k).length;
     const lost = count("lost");
     if (lost) err(`warning: ${lost} edge(s) name digests the source does not have; they are skipped`);
