@@ -70,7 +70,7 @@ export class Redirector {
         message: `no such page: ${path.slice(0, 200)}`,
       };
     }
-    if (path.split("/").some((s) => s === "." || s === "..")) {
+    if (path.split("/").some((s) => /^(\.|%2e){1,2}$/i.test(s))) {
       return {
         kind: "error",
         status: 400,
