@@ -22,7 +22,8 @@ export function normalizeIp(value: string): string | undefined {
 /** `10.0.0.0/8` or `2600:1f00::/24`; undefined when it is not one. A bare address is a /32 or /128. */
 export function parseCidr(text: string): Cidr | undefined {
   const [addr, bits, extra] = text.trim().split("/");
-  if (extra !== undefined || addr === undefined) return undefined;
+  // A zone (`fe80::%eth0`) names an interface, not a network.
+  if (extra !== undefined || addr === undefined || addr.includes("%")) return undefined;
   const kind = isIP(addr);
   if (kind === 0) return undefined;
   const max = kind === 4 ? 32 : 128;

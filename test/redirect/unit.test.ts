@@ -38,6 +38,7 @@ describe("networks", () => {
       "host/8",
       "",
       "10.0.0.0/-1",
+      "fe80::%eth0/10",
     ])
       expect(parseCidr(bad), bad).toBeUndefined();
   });
