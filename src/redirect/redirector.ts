@@ -61,7 +61,7 @@ export class Redirector {
     const { path } = req;
     if (path === "/v2" || path === "/v2/") return { kind: "ok" };
     if (!path.startsWith("/v2/")) {
-      const page = this.config.pages[path];
+      const page = Object.hasOwn(this.config.pages, path) ? this.config.pages[path] : undefined;
       if (page) return { kind: "redirect", location: page, to: "page" };
       return {
         kind: "error",
