@@ -10,6 +10,7 @@ import { goRegexpProblem } from "./go-regexp.ts";
 import { isObject } from "./json.ts";
 import { normalizeKeys } from "./keys.ts";
 import { fieldPath, pointerToPath } from "./paths.ts";
+import { normalizeRedirect, type RedirectConfig, redirectProblems } from "./redirect.ts";
 import { configSchema } from "./schema.ts";
 import { unenforcedSecuritySettings } from "./security-fields.ts";
 import { syncRuleProblems } from "./sync-rules.ts";
@@ -48,6 +49,8 @@ export interface KagamiConfig {
   log: { level: LogLevel; output?: string };
   /** `extensions.sync`, when present and enabled. */
   sync?: SyncConfig;
+  /** `extensions.redirect` (Kagami's): blob copies by client network, or the redirector mode. */
+  redirect?: RedirectConfig;
   /** The file it came from, if any. */
   source?: string;
 }
@@ -236,7 +239,7 @@ function collectWarnings(value: Record<string, unknown>): ConfigProblem[] {
   }
   const extensions = value.extensions as Record<string, unknown> | undefined;
   for (const ext of Object.keys(extensions ?? {})) {
-    if (ext !== "sync")
+    if (ext !== "sync" && ext !== "redirect")
       out.push({
         path: `extensions.${ext}`,
         message: "this extension is not implemented yet and is ignored",
@@ -283,7 +286,13 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       }));
     throw new ConfigError([...keys.problems, ...problems, ...unenforced], source);
   }
-  const refused = [...keys.problems, ...unenforced, ...syncRuleProblems(tree), ...zotRuleProblems(tree)];
+  const refused = [
+    ...keys.problems,
+    ...unenforced,
+    ...syncRuleProblems(tree),
+    ...zotRuleProblems(tree),
+    ...redirectProblems(tree),
+  ];
   if (refused.length > 0) throw new ConfigError(refused, source);
   const r = tree as {
     distSpecVersion?: string;
@@ -355,6 +364,9 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   if (r.http?.accessControl) config.http.accessControl = normalizeAccessControl(r.http.accessControl);
   const sync = (tree as { extensions?: { sync?: RawSync } }).extensions?.sync;
   if (sync && sync.enable !== false) config.sync = normalizeSync(sync);
+  const redirect = (tree as { extensions?: { redirect?: Parameters<typeof normalizeRedirect>[0] } })
+    .extensions?.redirect;
+  if (redirect) config.redirect = normalizeRedirect(redirect, (p) => resolve(p));
   if (source) config.source = source;
   return { config, warnings };
 }

@@ -4,6 +4,7 @@
  * certificate directory as optional: their absence is a warning, everything else an error.
  */
 import { accessSync, constants, statSync } from "node:fs";
+import { loadNetworkFile, NetworkFileError } from "../redirect/networks.ts";
 import type { ConfigProblem, KagamiConfig } from "./config.ts";
 
 function unreadable(path: string, kind: "file" | "directory"): string | undefined {
@@ -56,6 +57,16 @@ export function checkConfigFiles(config: KagamiConfig): FileProblems {
     if (why === `${r.certDir} does not exist`) {
       warnings.push({ path: field, message: `${why}; only the system's CAs are trusted (as zot does)` });
     } else if (why) errors.push({ path: field, message: why });
+  }
+  for (const [i, r] of (config.redirect?.rules ?? []).entries()) {
+    for (const [j, f] of r.networkFiles.entries()) {
+      try {
+        loadNetworkFile(f);
+      } catch (err) {
+        if (!(err instanceof NetworkFileError)) throw err;
+        errors.push({ path: `extensions.redirect.rules[${i}].networkFiles[${j}]`, message: err.message });
+      }
+    }
   }
   return { errors, warnings };
 }

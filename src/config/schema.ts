@@ -1,3 +1,5 @@
+import { redirectSchema } from "./redirect.ts";
+
 /**
  * JSON Schema of zot's config format: every field zot knows, with the types Kagami checks.
  * It is also the list of field names (keys.ts): a key it does not name is an error, as in zot.
@@ -222,6 +224,7 @@ export const configSchema = {
       type: "object",
       properties: {
         sync: syncSchema,
+        redirect: redirectSchema,
         search: section,
         metrics: section,
         scrub: section,

@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import Router from "@koa/router";
 import Koa from "koa";
+import type { Logger } from "pino";
 import { RegistryError } from "../oci/errors.ts";
 import { assertValidName } from "../oci/names.ts";
 import { isStorageFull, storageFullError } from "../store/storage-full.ts";
+import { redirectToBlobCopy } from "./blob-redirect.ts";
 import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { listingHandlers } from "./listing.ts";
@@ -22,38 +24,13 @@ function isClientAbort(err: unknown): boolean {
   );
 }
 
-/** The Koa application: distribution-spec routes over the local registry. */
-export function createApp(deps: AppDeps): Koa {
-  const { logger } = deps;
+/**
+ * What every Kagami front answers with: a request log line with an id, and errors as the spec's JSON
+ * (anything unexpected a logged 500 without internals). The registry and the redirector build on it.
+ */
+export function createBaseApp(logger: Logger): Koa {
   const app = new Koa();
   app.proxy = false;
-  const canRead = (ctx: Ctx, repo: string) => ctx.state.canRead(repo);
-
-  const m = manifestHandlers(deps);
-  const b = blobHandlers(deps);
-  const u = uploadHandlers(deps, canRead);
-  const l = listingHandlers(deps, canRead);
-  const handlers: Record<Endpoint, Handler> = {
-    base: (ctx) => {
-      ctx.body = {};
-    },
-    catalog: l.catalog,
-    tags: l.tags,
-    "manifest.head": m.head,
-    "manifest.get": m.get,
-    "manifest.put": m.put,
-    "manifest.delete": m.delete,
-    "blob.head": b.head,
-    "blob.get": b.get,
-    "blob.delete": b.delete,
-    "upload.start": u.start,
-    "upload.status": u.status,
-    "upload.patch": u.patch,
-    "upload.finish": u.finish,
-    "upload.cancel": u.cancel,
-    referrers: l.referrers,
-  };
-
   // Access log and request id.
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
@@ -124,6 +101,42 @@ export function createApp(deps: AppDeps): Koa {
       ctx.body = new RegistryError("INTERNAL_ERROR", "internal error; see the server log").toBody();
     }
   });
+  app.on("error", (err: unknown) => {
+    if (!isClientAbort(err)) logger.warn({ err }, "response error");
+  });
+  return app;
+}
+
+/** The Koa application: distribution-spec routes over the local registry. */
+export function createApp(deps: AppDeps): Koa {
+  const { logger } = deps;
+  const app = createBaseApp(logger);
+  const canRead = (ctx: Ctx, repo: string) => ctx.state.canRead(repo);
+
+  const m = manifestHandlers(deps);
+  const b = blobHandlers(deps);
+  const u = uploadHandlers(deps, canRead);
+  const l = listingHandlers(deps, canRead);
+  const handlers: Record<Endpoint, Handler> = {
+    base: (ctx) => {
+      ctx.body = {};
+    },
+    catalog: l.catalog,
+    tags: l.tags,
+    "manifest.head": m.head,
+    "manifest.get": m.get,
+    "manifest.put": m.put,
+    "manifest.delete": m.delete,
+    "blob.head": b.head,
+    "blob.get": b.get,
+    "blob.delete": b.delete,
+    "upload.start": u.start,
+    "upload.status": u.status,
+    "upload.patch": u.patch,
+    "upload.finish": u.finish,
+    "upload.cancel": u.cancel,
+    referrers: l.referrers,
+  };
 
   const router = new Router();
   router.get("/_kagami/health", (ctx) => {
@@ -176,11 +189,10 @@ export function createApp(deps: AppDeps): Koa {
     c.state.mirror = m;
     c.state.repo = match.route.repo;
     c.state.ref = match.route.ref;
+    const blobRead = match.route.endpoint === "blob.get" || match.route.endpoint === "blob.head";
+    if (blobRead && deps.redirects && (await redirectToBlobCopy(c, deps.redirects, deps.stores, logger)))
+      return;
     await handlers[match.route.endpoint](c);
-  });
-
-  app.on("error", (err: unknown) => {
-    if (!isClientAbort(err)) logger.warn({ err }, "response error");
   });
   return app;
 }

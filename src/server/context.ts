@@ -2,6 +2,7 @@ import type { Context } from "koa";
 import type { Logger } from "pino";
 import type { Action, Identity } from "../auth/policy.ts";
 import type { KagamiConfig } from "../config/config.ts";
+import type { RedirectRules } from "../redirect/rules.ts";
 import type { Stores } from "../registry/stores.ts";
 import type { Mirror } from "../sync/mirror.ts";
 import type { SyncScheduler } from "../sync/scheduler.ts";
@@ -17,6 +18,8 @@ export interface AppDeps {
   /** Pull-through from `extensions.sync`, when configured (replaced when the config file changes). */
   mirror: () => Mirror | undefined;
   sync: () => SyncScheduler | undefined;
+  /** `extensions.redirect` in mirror mode: blob reads sent to a copy near the client. */
+  redirects?: RedirectRules;
 }
 
 export interface RouteState {

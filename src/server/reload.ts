@@ -10,6 +10,7 @@ function restartFields(a: KagamiConfig, b: KagamiConfig): string[] {
   if (a.http.port !== b.http.port) out.push("http.port");
   if (JSON.stringify(a.http.tls) !== JSON.stringify(b.http.tls)) out.push("http.tls");
   if (JSON.stringify(a.log) !== JSON.stringify(b.log)) out.push("log");
+  if (JSON.stringify(a.redirect) !== JSON.stringify(b.redirect)) out.push("extensions.redirect");
   return out;
 }
 

@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
-import { createServer as createHttp, type Server } from "node:http";
+import { createServer as createHttp, type RequestListener, type Server } from "node:http";
 import { createServer as createHttps } from "node:https";
 import type { Logger } from "pino";
 import type { KagamiConfig } from "../config/config.ts";
+import { Redirector } from "../redirect/redirector.ts";
+import { RedirectRules } from "../redirect/rules.ts";
 import { Stores } from "../registry/stores.ts";
 import { Mirror } from "../sync/mirror.ts";
 import { SyncScheduler } from "../sync/scheduler.ts";
@@ -10,12 +12,14 @@ import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
 import { answerClientErrors } from "./client-errors.ts";
 import { gcSchedule } from "./gc-schedule.ts";
+import { createRedirectorApp } from "./redirector-app.ts";
 import { watchConfig } from "./reload.ts";
 import { applyHttpTimeouts } from "./timeouts.ts";
 
 export interface RunningServer {
   server: Server;
-  stores: Stores;
+  /** None in redirector mode, which stores nothing. */
+  stores?: Stores;
   url: string;
   /** Stops accepting, lets in-flight requests finish within the shutdown bound, closes the database. */
   close(): Promise<void>;
@@ -28,9 +32,12 @@ export async function startServer(config: KagamiConfig, logger: Logger): Promise
   const tls = config.http.tls
     ? { cert: readFileSync(config.http.tls.cert), key: readFileSync(config.http.tls.key) }
     : undefined;
+  if (config.redirect?.mode === "redirector") return startRedirector(config, logger, tls);
+  // Network files are read before the store opens: a bad one stops the start with nothing to undo.
+  const redirects = config.redirect ? loadRedirectRules(config, logger) : undefined;
   const stores = await Stores.open(config.storage);
   try {
-    return await run(config, logger, stores, tls);
+    return await run(config, logger, stores, tls, redirects);
   } catch (err) {
     stores.close();
     throw err;
@@ -41,7 +48,8 @@ async function run(
   config: KagamiConfig,
   logger: Logger,
   stores: Stores,
-  tls: { cert: Buffer; key: Buffer } | undefined,
+  tls: Tls | undefined,
+  redirects: RedirectRules | undefined,
 ): Promise<RunningServer> {
   const purge = async () => {
     for (const store of stores.all()) {
@@ -103,36 +111,16 @@ async function run(
     access: () => access,
     mirror: () => mirror,
     sync: () => sync,
+    redirects,
   });
-  const handler = app.callback();
-  const server = tls ? createHttps(tls, handler) : createHttp(handler);
-  answerClientErrors(server);
-  // Large layers over slow links: never cut a healthy upload or download by a fixed request timeout.
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 60_000;
-  applyHttpTimeouts(server, config.http.readTimeoutMs, config.http.writeTimeoutMs);
-
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(config.http.port, config.http.address, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-  } catch (err) {
+  const http = await listen(config, app.callback(), tls).catch(async (err: unknown) => {
     // Nothing listens, so nothing may keep the process up: the config watcher and the sync
     // scheduler would, and a service manager would see a server that is not there as running.
     stopTimers();
     await stopServices();
     throw err;
-  }
-  const addr = server.address();
-  const port = typeof addr === "object" && addr ? addr.port : config.http.port;
-  const scheme = config.http.tls ? "https" : "http";
-  const host = config.http.address.includes(":") ? `[${config.http.address}]` : config.http.address;
-  const url = `${scheme}://${host}:${port}`;
+  });
+  const { server, url } = http;
   logger.info({ url, storage: config.storage.rootDirectory }, "kagami listening");
 
   let closing: Promise<void> | undefined;
@@ -143,26 +131,79 @@ async function run(
     close() {
       closing ??= (async () => {
         stopTimers();
-        const done = new Promise<void>((resolve) => server.close(() => resolve()));
-        // Connections that finish their last request during the drain become idle too; close them as they do.
-        server.closeIdleConnections();
-        const reaper = setInterval(() => server.closeIdleConnections(), 100);
-        const timeout = new Promise<"timeout">((resolve) =>
-          setTimeout(() => resolve("timeout"), config.http.shutdownTimeoutMs).unref(),
-        );
-        if ((await Promise.race([done, timeout])) === "timeout") {
-          logger.warn(
-            { afterMs: config.http.shutdownTimeoutMs },
-            "closing connections still open at shutdown",
-          );
-          server.closeAllConnections();
-          await done;
-        }
-        clearInterval(reaper);
+        await drain(server, config, logger);
         await stopServices();
         stores.close();
         logger.info("kagami stopped");
       })();
+      return closing;
+    },
+  };
+}
+
+type Tls = { cert: Buffer; key: Buffer };
+
+function loadRedirectRules(config: KagamiConfig, logger: Logger): RedirectRules {
+  return RedirectRules.load(config.redirect!, (url, err) =>
+    logger.warn({ url, err: (err as Error).message }, "blob copy check failed"),
+  );
+}
+
+/** Serves `handler` on the configured address. */
+async function listen(config: KagamiConfig, handler: RequestListener, tls: Tls | undefined) {
+  const server = tls ? createHttps(tls, handler) : createHttp(handler);
+  answerClientErrors(server);
+  // Large layers over slow links: never cut a healthy upload or download by a fixed request timeout.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 60_000;
+  applyHttpTimeouts(server, config.http.readTimeoutMs, config.http.writeTimeoutMs);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.http.port, config.http.address, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : config.http.port;
+  const scheme = config.http.tls ? "https" : "http";
+  const host = config.http.address.includes(":") ? `[${config.http.address}]` : config.http.address;
+  return { server, url: `${scheme}://${host}:${port}` };
+}
+
+/** Stops accepting and lets in-flight requests finish within http.shutdownTimeout, then closes what remains. */
+async function drain(server: Server, config: KagamiConfig, logger: Logger): Promise<void> {
+  const done = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Connections that finish their last request during the drain become idle too; close them as they do.
+  server.closeIdleConnections();
+  const reaper = setInterval(() => server.closeIdleConnections(), 100);
+  const timeout = new Promise<"timeout">((resolve) =>
+    setTimeout(() => resolve("timeout"), config.http.shutdownTimeoutMs).unref(),
+  );
+  if ((await Promise.race([done, timeout])) === "timeout") {
+    logger.warn({ afterMs: config.http.shutdownTimeoutMs }, "closing connections still open at shutdown");
+    server.closeAllConnections();
+    await done;
+  }
+  clearInterval(reaper);
+}
+
+/** Redirector mode: no store, no sync; every request is answered with a redirect (or refused). */
+async function startRedirector(
+  config: KagamiConfig,
+  logger: Logger,
+  tls: Tls | undefined,
+): Promise<RunningServer> {
+  const redirector = new Redirector(config.redirect!, loadRedirectRules(config, logger));
+  const { server, url } = await listen(config, createRedirectorApp(redirector, logger).callback(), tls);
+  logger.info({ url, upstream: config.redirect!.upstream?.url }, "kagami redirector listening");
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    url,
+    close() {
+      closing ??= drain(server, config, logger).then(() => logger.info("kagami stopped"));
       return closing;
     },
   };

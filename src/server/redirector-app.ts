@@ -1,0 +1,38 @@
+import type Koa from "koa";
+import type { Logger } from "pino";
+import { RegistryError } from "../oci/errors.ts";
+import type { Redirector } from "../redirect/redirector.ts";
+import { createBaseApp } from "./app.ts";
+
+/** Redirector mode over HTTP: every answer is the Redirector's; only the health check is Kagami's own. */
+export function createRedirectorApp(redirector: Redirector, logger: Logger): Koa {
+  const app = createBaseApp(logger);
+  app.use(async (ctx) => {
+    if (ctx.path === "/_kagami/health" && (ctx.method === "GET" || ctx.method === "HEAD")) {
+      ctx.body = { status: "ok" };
+      return;
+    }
+    const answer = await redirector.answer({
+      method: ctx.method,
+      path: ctx.path,
+      search: ctx.search,
+      peer: ctx.req.socket.remoteAddress,
+      forwarded: ctx.get("X-Forwarded-For") || undefined,
+    });
+    if (answer.kind === "error") {
+      throw new RegistryError(answer.code, answer.message, {
+        status: answer.status,
+        headers: answer.headers,
+      });
+    }
+    if (answer.kind === "ok") {
+      ctx.body = {};
+      return;
+    }
+    logger.debug({ path: ctx.path, to: answer.to, rule: answer.rule }, "redirected");
+    ctx.set("Location", answer.location);
+    ctx.body = null;
+    ctx.status = 307;
+  });
+  return app;
+}
