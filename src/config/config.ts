@@ -4,6 +4,7 @@ import { Ajv, type ErrorObject } from "ajv";
 import cron from "node-cron";
 import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
+import { type ArtifactsConfig, artifactsProblems, normalizeArtifacts } from "./artifacts.ts";
 import { parseDuration } from "./duration.ts";
 import { type GcTimeWindow, parseGcTimeWindow } from "./gc-window.ts";
 import { goRegexpProblem } from "./go-regexp.ts";
@@ -48,6 +49,8 @@ export interface KagamiConfig {
   log: { level: LogLevel; output?: string };
   /** `extensions.sync`, when present and enabled. */
   sync?: SyncConfig;
+  /** `extensions.artifacts` (Kagami's), when present and enabled. */
+  artifacts?: ArtifactsConfig;
   /** The file it came from, if any. */
   source?: string;
 }
@@ -236,7 +239,7 @@ function collectWarnings(value: Record<string, unknown>): ConfigProblem[] {
   }
   const extensions = value.extensions as Record<string, unknown> | undefined;
   for (const ext of Object.keys(extensions ?? {})) {
-    if (ext !== "sync")
+    if (ext !== "sync" && ext !== "artifacts")
       out.push({
         path: `extensions.${ext}`,
         message: "this extension is not implemented yet and is ignored",
@@ -283,7 +286,13 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       }));
     throw new ConfigError([...keys.problems, ...problems, ...unenforced], source);
   }
-  const refused = [...keys.problems, ...unenforced, ...syncRuleProblems(tree), ...zotRuleProblems(tree)];
+  const refused = [
+    ...keys.problems,
+    ...unenforced,
+    ...syncRuleProblems(tree),
+    ...zotRuleProblems(tree),
+    ...artifactsProblems(tree),
+  ];
   if (refused.length > 0) throw new ConfigError(refused, source);
   const r = tree as {
     distSpecVersion?: string;
@@ -355,6 +364,8 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   if (r.http?.accessControl) config.http.accessControl = normalizeAccessControl(r.http.accessControl);
   const sync = (tree as { extensions?: { sync?: RawSync } }).extensions?.sync;
   if (sync && sync.enable !== false) config.sync = normalizeSync(sync);
+  const artifacts = normalizeArtifacts(tree, config.http.address);
+  if (artifacts) config.artifacts = artifacts;
   if (source) config.source = source;
   return { config, warnings };
 }

@@ -4,6 +4,7 @@ import Koa from "koa";
 import { RegistryError } from "../oci/errors.ts";
 import { assertValidName } from "../oci/names.ts";
 import { isStorageFull, storageFullError } from "../store/storage-full.ts";
+import { underPrefix } from "./artifacts.ts";
 import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { listingHandlers } from "./listing.ts";
@@ -92,6 +93,17 @@ export function createApp(deps: AppDeps): Koa {
       });
     }
   });
+
+  // Release files below their prefix: plain HTTP, none of the registry's headers or JSON errors.
+  const files = deps.artifacts;
+  if (files?.prefix !== undefined) {
+    const prefix = files.prefix;
+    app.use(async (ctx, next) => {
+      if (!underPrefix(ctx.path, prefix)) return next();
+      ctx.respond = false;
+      await files.handle(ctx.req, ctx.res);
+    });
+  }
 
   // Spec errors as JSON; anything unexpected is a logged 500 without internals in the body.
   app.use(async (ctx, next) => {

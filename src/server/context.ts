@@ -6,6 +6,7 @@ import type { Stores } from "../registry/stores.ts";
 import type { Mirror } from "../sync/mirror.ts";
 import type { SyncScheduler } from "../sync/scheduler.ts";
 import type { AccessState } from "./access.ts";
+import type { ArtifactService } from "./artifacts-service.ts";
 
 export interface AppDeps {
   /** The local stores; `stores.for(repo)` is the one that holds a repository. */
@@ -17,6 +18,8 @@ export interface AppDeps {
   /** Pull-through from `extensions.sync`, when configured (replaced when the config file changes). */
   mirror: () => Mirror | undefined;
   sync: () => SyncScheduler | undefined;
+  /** Release files (`extensions.artifacts`), mounted under `artifacts.prefix` when that is set. */
+  artifacts?: ArtifactService;
 }
 
 export interface RouteState {

@@ -8,6 +8,7 @@ import { Mirror } from "../sync/mirror.ts";
 import { SyncScheduler } from "../sync/scheduler.ts";
 import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
+import { type ArtifactService, openArtifactService } from "./artifacts-service.ts";
 import { answerClientErrors } from "./client-errors.ts";
 import { gcSchedule } from "./gc-schedule.ts";
 import { watchConfig } from "./reload.ts";
@@ -91,12 +92,30 @@ async function run(
     stopGc?.();
     stopWatching();
   };
+  let artifacts: ArtifactService | undefined;
   const stopServices = async () => {
+    await artifacts?.close();
     access.close();
     sync?.stop();
     await mirror?.close();
   };
+  try {
+    // Before the registry listens, so files are served by the time the registry answers.
+    // The redirect rules (extensions.redirect) plug in as `redirectFor` when artifacts.redirect is set.
+    if (config.artifacts) {
+      artifacts = await openArtifactService(config.artifacts, {
+        logger,
+        tls,
+        shutdownTimeoutMs: config.http.shutdownTimeoutMs,
+      });
+    }
+  } catch (err) {
+    stopTimers();
+    await stopServices();
+    throw err;
+  }
   const app = createApp({
+    artifacts,
     stores,
     config,
     logger,
