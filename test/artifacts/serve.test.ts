@@ -160,9 +160,9 @@ describe.each([
   it("follows a symlink inside the root but none that leaves it, and hides dot files", async () => {
     const inside = await fetch(`${base()}/release/latest.txt`);
     expect([inside.status, await inside.text()]).toEqual([200, "v1.31.0\n"]);
-    const escape = await fetch(`${base()}/release/escape`);
-    expect(escape.status).toBe(404);
-    expect(await escape.text()).not.toContain("root:");
+    const outside = await fetch(`${base()}/release/escape`);
+    expect(outside.status).toBe(404);
+    expect(await outside.text()).not.toContain("root:");
     const dot = await fetch(`${base()}/release/.secret`);
     expect([dot.status, await dot.text()]).toEqual([404, "Not Found\n"]);
   });
