@@ -6,7 +6,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -119,6 +119,9 @@ export class ArtifactPuller {
           throw upstreamError(`the file does not match the upstream's ${alg} checksum`);
         }
       }
+      // The upstream's date, not the fetch's: mirrors of one file then agree on Last-Modified.
+      const upstreamDate = Date.parse(res.headers.get("last-modified") ?? "");
+      if (!Number.isNaN(upstreamDate)) await utimes(tmp, new Date(), new Date(upstreamDate));
       await syncFile(tmp);
       await this.place(tmp, segments);
       // The checksum files went into this decision; keep them beside the file for clients to check.

@@ -62,6 +62,10 @@ async function respond(
 ): Promise<Found | undefined> {
   if (req.method !== "GET" && req.method !== "HEAD") throw new ArtifactError(405, "Method Not Allowed");
   const rawPath = (req.url ?? "/").split("?")[0]!;
+  // An absolute-form target (`GET http://host/x`) is a proxy request, which this is not.
+  if (!rawPath.startsWith("/") || !underPrefix(rawPath, opts.prefix)) {
+    throw new ArtifactError(400, "Bad Request: the request target is not a path");
+  }
   const below = rawPath.slice(opts.prefix.length);
   if (below === "") {
     // The prefix itself: as a web server does for a directory named without its slash.
@@ -134,7 +138,8 @@ async function sendFile(
   // Streams from the open handle in bounded chunks: memory stays flat whatever the file's size.
   const body = createReadStream("", { fd: file.handle, start, end, autoClose: false });
   await pipeline(body, res).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== "ERR_STREAM_PREMATURE_CLOSE") throw err;
+    // A client that went away mid-file is routine, not a server fault.
+    if (err.code !== "ERR_STREAM_PREMATURE_CLOSE" && !res.destroyed) throw err;
   });
 }
 

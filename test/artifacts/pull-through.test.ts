@@ -82,6 +82,9 @@ describe.skipIf(!peers)("artifact pull-through", () => {
     expect(part.status).toBe(206);
     expect(Buffer.from(await part.arrayBuffer()).equals(body.subarray(0, 100))).toBe(true);
     expect(await host.requests(`/${path}`)).toBe(1);
+    // The upstream's Last-Modified, so every mirror of the file sends the same one.
+    const upstream = await fetch(`${host.url}/${path}`, { method: "HEAD" });
+    expect(res.headers.get("last-modified")).toBe(upstream.headers.get("last-modified"));
   });
 
   it("answers 502 for a file that does not match its checksum and stores nothing", async () => {
