@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/config.ts";
+import { configProblems as problems } from "../helpers/config-problems.ts";
 
 const base = { distSpecVersion: "1.1.0", storage: { rootDirectory: "/srv/registry" } };
 const withArtifacts = (artifacts: unknown, extra: Record<string, unknown> = {}) => ({
@@ -7,16 +8,6 @@ const withArtifacts = (artifacts: unknown, extra: Record<string, unknown> = {}) 
   ...extra,
   extensions: { artifacts },
 });
-
-function problems(raw: unknown): string[] {
-  try {
-    parseConfig(raw);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  return [];
-}
 
 describe("extensions.artifacts", () => {
   it("fills in defaults and is not warned about as an unimplemented extension", () => {
