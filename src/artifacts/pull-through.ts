@@ -27,6 +27,8 @@ export interface ArtifactUpstream {
 
 /** Checksum files are a line of hex and maybe a name; anything much larger is not one. */
 const maxChecksumBytes = 64 * 1024;
+/** Paths remembered as missing upstream at most; the oldest is forgotten first. */
+const maxRemembered = 10_000;
 const hexLength = { ".sha256": 64, ".sha512": 128 } as const;
 type Algorithm = keyof typeof hexLength;
 
@@ -85,6 +87,8 @@ export class ArtifactPuller {
     const res = await this.get(key, signal);
     if (res.status === 404 || res.status === 410) {
       await res.body?.cancel();
+      // Bounded: a stream of made-up paths must not grow memory without end.
+      if (this.absent.size >= maxRemembered) this.absent.delete(this.absent.keys().next().value!);
       this.absent.set(key, Date.now() + this.upstream.negativeCacheTtlMs);
       return false;
     }
