@@ -23,7 +23,9 @@ export interface ArtifactServiceOptions {
   puller?: ArtifactPuller;
   /**
    * Where to send the client instead of serving the file (a copy near it), or undefined to serve
-   * it here. The redirect rules plug in here; only file requests ask, never listings.
+   * it here. The redirect rules plug in here; only file requests ask, never listings. `path` is
+   * the decoded file path below the prefix (`release/v1.31.0/bin/linux/amd64/kubectl`), already
+   * checked; `clientIp` is the socket's peer address.
    */
   redirectFor?: (path: string, clientIp: string) => Promise<string | undefined>;
   logger: Logger;
@@ -39,17 +41,14 @@ export function underPrefix(path: string, prefix: string): boolean {
 export async function artifactHandler(opts: ArtifactServiceOptions): Promise<ArtifactHandler> {
   const root = await realRoot(opts.root);
   return async (req, res) => {
-    let found: Found | undefined;
     try {
-      found = await respond(opts, root, req, res);
+      await respond(opts, root, req, res);
     } catch (err) {
       if (!(err instanceof ArtifactError))
         opts.logger.error({ err, url: req.url }, "artifact request failed");
       const e = err instanceof ArtifactError ? err : new ArtifactError(500, "Internal Server Error");
       if (res.headersSent) res.destroy();
       else sendText(res, req, e.status, e.message, e.status === 405 ? { Allow: "GET, HEAD" } : {});
-    } finally {
-      if (found?.kind === "file") await found.handle.close().catch(() => {});
     }
   };
 }
@@ -59,7 +58,7 @@ async function respond(
   root: string,
   req: IncomingMessage,
   res: ServerResponse,
-): Promise<Found | undefined> {
+): Promise<void> {
   if (req.method !== "GET" && req.method !== "HEAD") throw new ArtifactError(405, "Method Not Allowed");
   const rawPath = (req.url ?? "/").split("?")[0]!;
   // An absolute-form target (`GET http://host/x`) is a proxy request, which this is not.
@@ -88,11 +87,14 @@ async function respond(
     if (!path.trailingSlash) return redirect(res, 301, `${rawPath}/`);
     const html = await renderListing(found.path, decodeURI(rawPath));
     sendText(res, req, 200, html, { "Content-Type": "text/html; charset=utf-8" });
-    return found;
+    return;
   }
-  if (path.trailingSlash) throw new ArtifactError(404, "Not Found");
-  await sendFile(req, res, found);
-  return found;
+  try {
+    if (path.trailingSlash) throw new ArtifactError(404, "Not Found");
+    await sendFile(req, res, found);
+  } finally {
+    await found.handle.close().catch(() => {});
+  }
 }
 
 async function sendFile(
@@ -158,12 +160,11 @@ function notModified(req: IncomingMessage, etag: string, mtime: Date): boolean {
   return !Number.isNaN(since) && Math.floor(mtime.getTime() / 1000) * 1000 <= since;
 }
 
-function redirect(res: ServerResponse, status: 301 | 307, location: string): undefined {
+function redirect(res: ServerResponse, status: 301 | 307, location: string): void {
   res.statusCode = status;
   res.setHeader("Location", location);
   res.setHeader("Content-Length", 0);
   res.end();
-  return undefined;
 }
 
 function sendText(

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import {
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -219,6 +220,24 @@ describe("artifact files beside the registry", () => {
     const other = await fetch(`${k.url}/artifactsX/release/stable.txt`);
     expect(other.status).toBe(404);
     expect(other.headers.get("content-type")).toContain("application/json");
+  });
+
+  it("close every file they open, whatever the answer", async () => {
+    const fds = () => readdirSync(`/proc/${k.proc.pid}/fd`).length;
+    const before = fds();
+    const url = `${own}/${bin}/kubectl`;
+    for (let i = 0; i < 50; i++) {
+      const answers = await Promise.all([
+        fetch(url, { headers: { Range: `bytes=${kubectl.length}-` } }),
+        fetch(url, { headers: { "If-None-Match": "*" } }),
+        fetch(url, { method: "HEAD" }),
+        fetch(`${own}/release/stable.txt/`),
+      ]);
+      expect(answers.map((r) => r.status)).toEqual([416, 304, 200, 404]);
+      await Promise.all(answers.map((r) => r.arrayBuffer()));
+    }
+    // Connections come and go; 200 leaked handles would not.
+    expect(fds() - before).toBeLessThan(40);
   });
 
   it("stream a large file without holding it in memory", async () => {
