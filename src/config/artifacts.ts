@@ -57,6 +57,12 @@ export function artifactsProblems(tree: Json): ConfigProblem[] {
       });
     }
   }
+  if (a.address !== undefined && a.port === undefined) {
+    out.push({
+      path: `${at}.address`,
+      message: 'is the address of a listener of its own, which needs "port" too',
+    });
+  }
   if (a.port !== undefined && Number(a.port) !== 0 && Number(a.port) === Number(http.port ?? 5000)) {
     out.push({
       path: `${at}.port`,

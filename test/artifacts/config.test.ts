@@ -83,6 +83,12 @@ describe("extensions.artifacts", () => {
     }
   });
 
+  it("refuses an address without a port", () => {
+    expect(
+      problems(withArtifacts({ rootDirectory: "/srv/files", pathPrefix: "/a", address: "0.0.0.0" })),
+    ).toEqual([expect.stringMatching(/^extensions\.artifacts\.address: .* needs "port" too/)]);
+  });
+
   it("refuses its own listener on the registry's port", () => {
     expect(
       problems(withArtifacts({ rootDirectory: "/srv/files", port: 5000 }, { http: { port: "5000" } })),

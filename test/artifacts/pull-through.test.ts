@@ -12,6 +12,8 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -52,7 +54,7 @@ async function start(): Promise<RunningKagami> {
 
 describe.skipIf(!peers)("artifact pull-through", () => {
   beforeAll(async () => {
-    host = await startFileHost();
+    host = await startFileHost({ locations: "location /dl/ { rewrite ^/dl/(.*)$ /cdn/$1 redirect; }" });
     files = mkdtempSync(join(tmpdir(), "kagami-artifacts-pt-"));
     stateDir = mkdtempSync(join(tmpdir(), "kagami-artifacts-state-"));
     k = await start();
@@ -148,6 +150,65 @@ describe.skipIf(!peers)("artifact pull-through", () => {
     expect(results).toEqual(Array.from({ length: 20 }, () => ({ status: 200, same: true })));
     expect(await host.requests(`/${path}`)).toBe(1);
     expect(await host.requests(`/${path}.sha256`)).toBe(1);
+  });
+
+  it("follows the upstream's redirects to where the files are (as dl.k8s.io sends clients to its CDN)", async () => {
+    const body = randomBytes(20_000);
+    const path = "release/v1.30.0/bin/linux/amd64/kubectl";
+    publish(`cdn/${path}`, body, { sha256: hex("sha256", body) });
+    const redirected = await startKagami({
+      config: {
+        extensions: {
+          artifacts: {
+            rootDirectory: join(stateDir, "via-cdn"),
+            pathPrefix: "/dl",
+            upstream: { url: `${host.url}/dl` },
+          },
+        },
+      },
+    });
+    try {
+      const res = await fetch(`${redirected.url}/dl/${path}`);
+      expect(res.status).toBe(200);
+      expect(Buffer.from(await res.arrayBuffer()).equals(body)).toBe(true);
+      expect(await host.requests(`/dl/${path}`)).toBe(1);
+      expect(await host.requests(`/cdn/${path}`)).toBe(1);
+      expect(await host.requests(`/cdn/${path}.sha256`)).toBe(1);
+    } finally {
+      await redirected.destroy();
+    }
+  });
+
+  it("answers 504 when the upstream stalls, and stores nothing", async () => {
+    const stalled = createServer((_req, res) => {
+      res.writeHead(200, { "Content-Length": "1000" });
+      res.write("partial");
+    });
+    await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
+    const port = (stalled.address() as AddressInfo).port;
+    const root = join(stateDir, "stalled");
+    const slow = await startKagami({
+      config: {
+        extensions: {
+          artifacts: {
+            rootDirectory: root,
+            pathPrefix: "/dl",
+            upstream: { url: `http://127.0.0.1:${port}`, timeout: "1s", verifyChecksums: false },
+          },
+        },
+      },
+    });
+    try {
+      const res = await fetch(`${slow.url}/dl/release/kubectl`);
+      expect(res.status).toBe(504);
+      await res.arrayBuffer();
+      expect(existsSync(join(root, "release/kubectl"))).toBe(false);
+      expect(readdirSync(join(root, ".incoming"))).toEqual([]);
+    } finally {
+      await slow.destroy();
+      stalled.closeAllConnections();
+      stalled.close();
+    }
   });
 
   it("keeps fetched files across a restart, without the upstream", async () => {

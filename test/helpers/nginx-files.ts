@@ -13,8 +13,11 @@ export interface RunningFileHost {
   stop(): Promise<void>;
 }
 
-/** nginx serving a directory on a free loopback port, one process, logging every request. */
-export async function startFileHost(): Promise<RunningFileHost> {
+/**
+ * nginx serving a directory on a free loopback port, one process, logging every request.
+ * `locations` is added to its server block (a `location` sending clients elsewhere, say).
+ */
+export async function startFileHost(opts: { locations?: string } = {}): Promise<RunningFileHost> {
   const dir = await mkdtemp(join(tmpdir(), "kagami-nginx-"));
   const www = join(dir, "www");
   await mkdir(www);
@@ -31,7 +34,7 @@ events { worker_connections 256; }
 http {
   access_log ${log} combined; ${temp}
   default_type application/octet-stream;
-  server { listen 127.0.0.1:${port}; root ${www}; location / { } }
+  server { listen 127.0.0.1:${port}; root ${www}; location / { } ${opts.locations ?? ""} }
 }
 `;
   const confPath = join(dir, "nginx.conf");
