@@ -47,6 +47,23 @@ export async function openArtifactService(
 
   const own = await artifactHandler({ ...common, prefix: "", redirectFor });
   const handler = (req: Parameters<ArtifactHandler>[0], res: Parameters<ArtifactHandler>[1]) => {
+    // The same access log line the registry's listener writes (query strings never logged).
+    const started = process.hrtime.bigint();
+    const remote = req.socket.remoteAddress;
+    res.once("close", () =>
+      logger.info(
+        {
+          method: req.method,
+          path: (req.url ?? "").split("?")[0]!.slice(0, 1000),
+          status: res.statusCode,
+          bytesOut: Number(res.getHeader("content-length") ?? 0),
+          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+          remote,
+          aborted: !res.writableFinished,
+        },
+        "request",
+      ),
+    );
     void own(req, res);
   };
   const server: Server = opts.tls ? createHttps(opts.tls, handler) : createHttp(handler);
