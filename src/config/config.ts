@@ -4,6 +4,7 @@ import { Ajv, type ErrorObject } from "ajv";
 import cron from "node-cron";
 import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
+import { type ArtifactsConfig, artifactsProblems, normalizeArtifacts } from "./artifacts.ts";
 import { parseDuration } from "./duration.ts";
 import { type GcTimeWindow, parseGcTimeWindow } from "./gc-window.ts";
 import { goRegexpProblem } from "./go-regexp.ts";
@@ -51,6 +52,8 @@ export interface KagamiConfig {
   sync?: SyncConfig;
   /** `extensions.redirect` (Kagami's): blob copies by client network, or the redirector mode. */
   redirect?: RedirectConfig;
+  /** `extensions.artifacts` (Kagami's), when present and enabled. */
+  artifacts?: ArtifactsConfig;
   /** The file it came from, if any. */
   source?: string;
 }
@@ -239,7 +242,7 @@ function collectWarnings(value: Record<string, unknown>): ConfigProblem[] {
   }
   const extensions = value.extensions as Record<string, unknown> | undefined;
   for (const ext of Object.keys(extensions ?? {})) {
-    if (ext !== "sync" && ext !== "redirect")
+    if (ext !== "sync" && ext !== "redirect" && ext !== "artifacts")
       out.push({
         path: `extensions.${ext}`,
         message: "this extension is not implemented yet and is ignored",
@@ -292,6 +295,7 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     ...syncRuleProblems(tree),
     ...zotRuleProblems(tree),
     ...redirectProblems(tree),
+    ...artifactsProblems(tree),
   ];
   if (refused.length > 0) throw new ConfigError(refused, source);
   const r = tree as {
@@ -367,6 +371,8 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   const redirect = (tree as { extensions?: { redirect?: Parameters<typeof normalizeRedirect>[0] } })
     .extensions?.redirect;
   if (redirect) config.redirect = normalizeRedirect(redirect, (p) => resolve(p));
+  const artifacts = normalizeArtifacts(tree, config.http.address);
+  if (artifacts) config.artifacts = artifacts;
   if (source) config.source = source;
   return { config, warnings };
 }

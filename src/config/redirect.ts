@@ -17,7 +17,7 @@ const duration = {
 };
 const text = { type: "string", minLength: 1 };
 const texts = { type: "array", items: text };
-const copyFields = { name: text, baseUrl: text, layout: text };
+const copyFields = { name: text, baseUrl: text, layout: text, artifactsBaseUrl: text };
 const networkFile = {
   type: "object",
   properties: {
@@ -67,6 +67,8 @@ export interface BlobCopyConfig {
   baseUrl: string;
   /** A preset (`archeio`, `registry`) or a template with `{digest}` / `{encoded}`. */
   layout: string;
+  /** Where this copy keeps release files (extensions.artifacts), `<artifactsBaseUrl>/<path>`; none: not redirected. */
+  artifactsBaseUrl?: string;
 }
 
 export interface RedirectRuleConfig extends BlobCopyConfig {
@@ -133,6 +135,7 @@ export function redirectProblems(tree: Json): ConfigProblem[] {
   };
   const copy = (c: Json, path: string) => {
     url(c.baseUrl, `${path}.baseUrl`);
+    if (c.artifactsBaseUrl !== undefined) url(c.artifactsBaseUrl, `${path}.artifactsBaseUrl`);
     const why = typeof c.layout === "string" ? layoutProblem(c.layout) : undefined;
     if (why) out.push({ path: `${path}.layout`, message: why });
   };
@@ -192,6 +195,7 @@ interface RawCopy {
   name?: string;
   baseUrl: string;
   layout?: string;
+  artifactsBaseUrl?: string;
 }
 
 interface RawRedirect {
@@ -217,6 +221,7 @@ export function normalizeRedirect(raw: RawRedirect, resolvePath: (p: string) => 
     name: c.name ?? name,
     baseUrl: c.baseUrl.replace(/\/+$/, ""),
     layout: c.layout ?? "archeio",
+    ...(c.artifactsBaseUrl ? { artifactsBaseUrl: c.artifactsBaseUrl.replace(/\/+$/, "") } : {}),
   });
   const out: RedirectConfig = {
     mode: raw.mode ?? "mirror",

@@ -138,6 +138,40 @@ export const syncSchema = {
   },
 };
 
+/** Kagami's release-file service (config/artifacts.ts checks what a schema cannot). */
+const artifactsSchema = {
+  type: "object",
+  properties: {
+    enable: { type: "boolean" },
+    rootDirectory: { type: "string", minLength: 1 },
+    pathPrefix: {
+      type: "string",
+      pattern: "^(/[A-Za-z0-9._~-]+)+/?$",
+      description: 'a URL path such as "/artifacts" (letters, digits, ".", "_", "~", "-" between slashes)',
+    },
+    address: { type: "string" },
+    port,
+    listing: { type: "boolean" },
+    anonymous: { type: "boolean" },
+    redirect: { type: "boolean" },
+    upstream: {
+      type: "object",
+      properties: {
+        url: {
+          type: "string",
+          pattern: "^https?://[^/?#]+(/[^?#]*)?$",
+          description: "a URL such as https://dl.k8s.io",
+        },
+        verifyChecksums: { type: "boolean" },
+        timeout: duration,
+        negativeCacheTTL: duration,
+      },
+      required: ["url"],
+    },
+  },
+  required: ["rootDirectory"],
+};
+
 export const configSchema = {
   type: "object",
   properties: {
@@ -225,6 +259,7 @@ export const configSchema = {
       properties: {
         sync: syncSchema,
         redirect: redirectSchema,
+        artifacts: artifactsSchema,
         search: section,
         metrics: section,
         scrub: section,

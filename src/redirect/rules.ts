@@ -78,6 +78,14 @@ export class RedirectRules {
     return this.rules.find((r) => r.networks.has(clientIp))?.copy ?? this.fallback;
   }
 
+  /** The copy of a release file (artifacts) for this client, when its rule names one and it has the file. */
+  async fileTarget(clientIp: string, path: string): Promise<string | undefined> {
+    const base = this.pick(clientIp)?.artifactsBaseUrl;
+    if (!base) return undefined;
+    const url = `${base}/${path.split("/").map(encodeURIComponent).join("/")}`;
+    return (await this.checker.has(url)) ? url : undefined;
+  }
+
   /** The copy URL to send this client to for a blob, when its copy answers that it has the blob. */
   async blobTarget(
     clientIp: string,

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { RegistryError } from "../oci/errors.ts";
 import { assertValidName } from "../oci/names.ts";
 import { isStorageFull, storageFullError } from "../store/storage-full.ts";
+import { underPrefix } from "./artifacts.ts";
 import { redirectToBlobCopy } from "./blob-redirect.ts";
 import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
@@ -28,7 +29,7 @@ function isClientAbort(err: unknown): boolean {
  * What every Kagami front answers with: a request log line with an id, and errors as the spec's JSON
  * (anything unexpected a logged 500 without internals). The registry and the redirector build on it.
  */
-export function createBaseApp(logger: Logger): Koa {
+export function createBaseApp(logger: Logger, before: Koa.Middleware[] = []): Koa {
   const app = new Koa();
   app.proxy = false;
   // Access log and request id.
@@ -70,6 +71,9 @@ export function createBaseApp(logger: Logger): Koa {
     }
   });
 
+  // Fronts served before the registry's headers and JSON errors (release files answer plain HTTP).
+  for (const mw of before) app.use(mw);
+
   // Spec errors as JSON; anything unexpected is a logged 500 without internals in the body.
   app.use(async (ctx, next) => {
     ctx.set("Docker-Distribution-API-Version", "registry/2.0");
@@ -107,10 +111,24 @@ export function createBaseApp(logger: Logger): Koa {
   return app;
 }
 
+/** Release files below their prefix: plain HTTP, none of the registry's headers or JSON errors. */
+function artifactFront(deps: AppDeps): Koa.Middleware[] {
+  const files = deps.artifacts;
+  if (files?.prefix === undefined) return [];
+  const prefix = files.prefix;
+  return [
+    async (ctx, next) => {
+      if (!underPrefix(ctx.path, prefix)) return next();
+      ctx.respond = false;
+      await files.handle(ctx.req, ctx.res);
+    },
+  ];
+}
+
 /** The Koa application: distribution-spec routes over the local registry. */
 export function createApp(deps: AppDeps): Koa {
   const { logger } = deps;
-  const app = createBaseApp(logger);
+  const app = createBaseApp(logger, artifactFront(deps));
   const canRead = (ctx: Ctx, repo: string) => ctx.state.canRead(repo);
 
   const m = manifestHandlers(deps);

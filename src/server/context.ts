@@ -7,6 +7,7 @@ import type { Stores } from "../registry/stores.ts";
 import type { Mirror } from "../sync/mirror.ts";
 import type { SyncScheduler } from "../sync/scheduler.ts";
 import type { AccessState } from "./access.ts";
+import type { ArtifactService } from "./artifacts-service.ts";
 
 export interface AppDeps {
   /** The local stores; `stores.for(repo)` is the one that holds a repository. */
@@ -20,6 +21,8 @@ export interface AppDeps {
   sync: () => SyncScheduler | undefined;
   /** `extensions.redirect` in mirror mode: blob reads sent to a copy near the client. */
   redirects?: RedirectRules;
+  /** Release files (`extensions.artifacts`), mounted under `artifacts.prefix` when that is set. */
+  artifacts?: ArtifactService;
 }
 
 export interface RouteState {

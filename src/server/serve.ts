@@ -2,7 +2,9 @@ import { readFileSync } from "node:fs";
 import { createServer as createHttp, type RequestListener, type Server } from "node:http";
 import { createServer as createHttps } from "node:https";
 import type { Logger } from "pino";
+import { ArtifactError } from "../artifacts/errors.ts";
 import type { KagamiConfig } from "../config/config.ts";
+import { ClientAddressError } from "../redirect/client-ip.ts";
 import { Redirector } from "../redirect/redirector.ts";
 import { RedirectRules } from "../redirect/rules.ts";
 import { Stores } from "../registry/stores.ts";
@@ -10,6 +12,7 @@ import { Mirror } from "../sync/mirror.ts";
 import { SyncScheduler } from "../sync/scheduler.ts";
 import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
+import { type ArtifactService, openArtifactService } from "./artifacts-service.ts";
 import { answerClientErrors } from "./client-errors.ts";
 import { gcSchedule } from "./gc-schedule.ts";
 import { createRedirectorApp } from "./redirector-app.ts";
@@ -99,12 +102,30 @@ async function run(
     stopGc?.();
     stopWatching();
   };
+  let artifacts: ArtifactService | undefined;
   const stopServices = async () => {
+    await artifacts?.close();
     access.close();
     sync?.stop();
     await mirror?.close();
   };
+  try {
+    // Before the registry listens, so files are served by the time the registry answers.
+    if (config.artifacts) {
+      artifacts = await openArtifactService(config.artifacts, {
+        logger,
+        ...(redirects ? { redirectFor: fileRedirect(redirects) } : {}),
+        tls,
+        shutdownTimeoutMs: config.http.shutdownTimeoutMs,
+      });
+    }
+  } catch (err) {
+    stopTimers();
+    await stopServices();
+    throw err;
+  }
   const app = createApp({
+    artifacts,
     stores,
     config,
     logger,
@@ -206,5 +227,19 @@ async function startRedirector(
       closing ??= drain(server, config, logger).then(() => logger.info("kagami stopped"));
       return closing;
     },
+  };
+}
+
+/** Release files go to the copy named by the client's rule (`artifactsBaseUrl`) when it has them. */
+function fileRedirect(rules: RedirectRules) {
+  return async (path: string, peer: string | undefined, forwarded: string | undefined) => {
+    let ip: string;
+    try {
+      ip = rules.clientAddress(peer, forwarded);
+    } catch (err) {
+      if (!(err instanceof ClientAddressError)) throw err;
+      throw new ArtifactError(400, `Bad Request: ${err.message}`);
+    }
+    return rules.fileTarget(ip, path);
   };
 }

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../src/config/config.ts";
+import { parseConfig } from "../../src/config/config.ts";
+import { configProblems } from "../helpers/config-problems.ts";
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
 import { pushImage } from "../helpers/push.ts";
@@ -93,16 +94,10 @@ describe("extensions.sync configuration", () => {
 });
 
 function syncProblems(registry: Record<string, unknown>, http: Record<string, unknown> = {}): string[] {
-  try {
-    parseConfig({
-      http,
-      extensions: { sync: { registries: [{ urls: ["https://r.example"], ...registry }] } },
-    });
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  return [];
+  return configProblems({
+    http,
+    extensions: { sync: { registries: [{ urls: ["https://r.example"], ...registry }] } },
+  });
 }
 
 describe("extensions.sync fields zot has", () => {
