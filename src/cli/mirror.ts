@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { text } from "node:stream/consumers";
+import { compileGoRegexp } from "../config/go-regexp.ts";
 import type { PlatformFilter } from "../copy/platform.ts";
 import type { RemoteSettings } from "../copy/transport.ts";
 import { MappingError } from "../mapping/errors.ts";
@@ -44,6 +45,7 @@ Flags:
       --insecure                allow plain HTTP and registries with unverified certificates
       --certificate-authority F a PEM file of CAs to trust besides the system's
       --dir DIR                 where file:// repositories are (default .)
+      --from-dir DIR            where file:// sources are read from (default: --dir)
       --retry-times N           retries of a failed request or blob (default 3)
   -q, --quiet                   no progress, only the plan, the pushed tags and errors
   -h, --help`;
@@ -64,20 +66,19 @@ const mirrorFlags: Record<string, FlagSpec> = {
   insecure: { type: "boolean" },
   "certificate-authority": { type: "string" },
   dir: { type: "string" },
+  "from-dir": { type: "string" },
   "retry-times": { type: "string" },
   quiet: { type: "boolean", short: "q" },
   help: { type: "boolean", short: "h" },
 };
 
-/** oc matches --filter-by-os anywhere in the platform string: `linux/arm` also finds arm64. */
+/** oc compiles --filter-by-os with Go's regexp and matches it anywhere: `linux/arm` also finds arm64. */
 function platformFilter(pattern: string | undefined): PlatformFilter {
   if (pattern === undefined) return { kind: "all" };
   try {
-    return { kind: "regex", regex: new RegExp(pattern) };
+    return { kind: "regex", regex: compileGoRegexp(pattern) };
   } catch (err) {
-    throw new UsageError(
-      `--filter-by-os '${pattern}' is not a valid regular expression: ${(err as Error).message}`,
-    );
+    throw new UsageError(`--filter-by-os: ${(err as Error).message}`);
   }
 }
 
@@ -128,7 +129,9 @@ export async function mirrorCommand(argv: string[]): Promise<number> {
     const remote: RemoteSettings = { tlsVerify: flags.insecure !== true, maxRetries: retries };
     if (typeof flags["registry-config"] === "string") remote.authFile = flags["registry-config"];
     if (typeof flags["certificate-authority"] === "string") remote.caFile = flags["certificate-authority"];
-    places = new Places({ remote, dir: typeof flags.dir === "string" ? flags.dir : "." });
+    const dir = typeof flags.dir === "string" ? flags.dir : ".";
+    const fromDir = typeof flags["from-dir"] === "string" ? flags["from-dir"] : dir;
+    places = new Places({ remote, dir, fromDir });
     const opened = places;
     const skipMissing = flags["skip-missing"] === true;
     const continueOnError = flags["continue-on-error"] === true;

@@ -7,8 +7,10 @@ import type { MirrorLocation } from "./reference.ts";
 
 export interface PlaceOptions {
   remote: RemoteSettings;
-  /** Where `file://` repositories live (oc's --dir). */
+  /** Where `file://` repositories are written (oc's --dir). */
   dir: string;
+  /** Where `file://` sources are read from (oc's --from-dir). */
+  fromDir: string;
 }
 
 /** A repository opened for a mapping: the Registry that holds it and its name there. */
@@ -24,7 +26,7 @@ export interface OpenedRepo {
 export class Places {
   private readonly remotes = new Map<string, Promise<RemoteRegistry>>();
   private readonly layouts = new Map<string, Promise<OpenedEndpoint>>();
-  private fileTree: OcDirRegistry | undefined;
+  private readonly fileTrees = new Map<string, OcDirRegistry>();
 
   constructor(private readonly opts: PlaceOptions) {}
 
@@ -38,9 +40,15 @@ export class Places {
         }
         return { registry: await r, repo: l.repo };
       }
-      case "file":
-        this.fileTree ??= new OcDirRegistry(this.opts.dir);
-        return { registry: this.fileTree, repo: l.repo };
+      case "file": {
+        const dir = role === "source" ? this.opts.fromDir : this.opts.dir;
+        let tree = this.fileTrees.get(dir);
+        if (!tree) {
+          tree = new OcDirRegistry(dir);
+          this.fileTrees.set(dir, tree);
+        }
+        return { registry: tree, repo: l.repo };
+      }
       default: {
         const key = `${role} ${l.kind}:${l.path}`;
         let e = this.layouts.get(key);

@@ -318,6 +318,19 @@ describe.skipIf(!haveTools)("kagami mirror against real registries", () => {
     const stored = await readFile(join(dir, "v2/mirror/app/blobs", multi.digest));
     expect(stored.length).toBeGreaterThan(0);
 
+    const dir2 = join(work, "dir2");
+    const moved = await mirror(
+      "--from-dir",
+      dir,
+      "--dir",
+      dir2,
+      "file://mirror/app:multi",
+      "file://moved/app",
+    );
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toBe(`${multi.digest} file://moved/app:multi\n`);
+    expect(await readlink(join(dir2, "v2/moved/app/manifests/multi"))).toBe(multi.digest);
+
     const archive = join(work, "app.tar");
     const back = await mirror(
       "--dir",
