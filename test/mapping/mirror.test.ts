@@ -15,6 +15,7 @@ import {
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { writeHtpasswd } from "../helpers/htpasswd.ts";
 import { kagamiBin, type RunningKagami, startKagami } from "../helpers/kagami.ts";
+import { makeTestPki } from "../helpers/tls.ts";
 import { hasTool } from "../helpers/tools.ts";
 
 const LINUX_ARM_V7: Platform = { architecture: "arm", os: "linux", variant: "v7" };
@@ -401,5 +402,22 @@ describe.skipIf(!haveTools)("kagami mirror against real registries", () => {
     const within = await mirror("--insecure", `${kagami.host}/k/app:multi`, `${kagami.host}/k2/app:multi`);
     expect(within.code).toBe(0);
     expect(within.stderr).toMatch(/0 blobs copied, [1-9]\d* mounted/);
+  });
+
+  it("trusts a registry's CA given with --certificate-authority", async () => {
+    if (!kagami) return;
+    const pki = makeTestPki();
+    const secure = await startKagami({ tls: { cert: pki.cert, key: pki.key } });
+    try {
+      const args = ["--retry-times", "0", `oci:${join(work, "v2.0")}:2.0`, `${secure.host}/tls/app:2.0`];
+      const untrusted = await mirror(...args);
+      expect(untrusted.code).toBe(1);
+      const trusted = await mirror("--certificate-authority", pki.caCert, ...args);
+      expect(trusted.code, trusted.stderr).toBe(0);
+      expect(trusted.stdout).toBe(`${versions["2.0"]!.digest} ${secure.host}/tls/app:2.0\n`);
+    } finally {
+      await secure.destroy();
+      await rm(pki.dir, { recursive: true, force: true });
+    }
   });
 });
