@@ -112,7 +112,6 @@ async function readSpecs(files: string[], positionals: string[]): Promise<Mappin
 export async function mirrorCommand(argv: string[]): Promise<number> {
   const started = Date.now();
   let places: Places | undefined;
-  let failed = true;
   try {
     const { flags, positionals } = parseFlags(argv, mirrorFlags);
     if (flags.help) {
@@ -207,7 +206,9 @@ export async function mirrorCommand(argv: string[]): Promise<number> {
         `${formatBytes(summary.bytes)} in ${secs} s\n`,
     );
     const ok = summary.failed === 0 && plan.errors.length === 0;
-    failed = summary.failed > 0;
+    // Layouts and archives are made durable here, so that a failure to write them is the run's failure.
+    places = undefined;
+    await opened.finish(summary.failed > 0);
     return ok ? 0 : 1;
   } catch (err) {
     if (err instanceof MappingError) {
@@ -216,7 +217,7 @@ export async function mirrorCommand(argv: string[]): Promise<number> {
     }
     return reportError("mirror", err);
   } finally {
-    await places?.finish(failed).catch((err: unknown) => {
+    await places?.finish(true).catch((err: unknown) => {
       process.stderr.write(`kagami mirror: ${(err as Error).message}\n`);
     });
   }

@@ -1,4 +1,4 @@
-import { at, MappingError } from "./errors.ts";
+import { at, MappingError, SourceError } from "./errors.ts";
 import {
   formatMirrorRef,
   type MirrorRef,
@@ -102,10 +102,14 @@ export async function expandMappings(
       try {
         tags = await listTags(spec.src);
       } catch (err) {
-        throw at(spec.origin, `listing the tags of ${formatMirrorRef(spec.src)}: ${(err as Error).message}`);
+        const where = spec.origin ? `${spec.origin}: ` : "";
+        throw new SourceError(
+          `${where}listing the tags of ${formatMirrorRef(spec.src)}: ${(err as Error).message}`,
+        );
       }
       if (tags === undefined) {
-        warnings.push(`${formatMirrorRef(spec.src)} does not exist and will not be mirrored`);
+        const where = spec.origin ? `${spec.origin}: ` : "";
+        warnings.push(`${where}${formatMirrorRef(spec.src)} does not exist and will not be mirrored`);
         continue;
       }
       const pattern = spec.src.pattern;

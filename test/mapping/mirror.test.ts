@@ -211,6 +211,17 @@ describe.skipIf(!haveTools)("kagami mirror against real registries", () => {
     );
     expect((await manifest(dst.url, "miss/app", "2.0")).digest).toBeUndefined();
 
+    const noRepo = await mirror("--insecure", `${src.host}/nothing/here:*`, `${dst.host}/miss/none`);
+    expect(noRepo.code).toBe(1);
+    const skipped = await mirror(
+      "--insecure",
+      "--skip-missing",
+      `${src.host}/nothing/here:*`,
+      `${dst.host}/miss/none`,
+    );
+    expect(skipped.code, skipped.stderr).toBe(0);
+    expect(skipped.stderr).toMatch(/warning: .*nothing\/here.* does not exist and will not be mirrored/);
+
     const lenient = await mirror("--insecure", "--skip-missing", "-f", f);
     expect(lenient.code, lenient.stderr).toBe(0);
     expect(lenient.stderr).toMatch(/warning: .*team\/app:nope does not exist and will not be mirrored/);
