@@ -298,6 +298,17 @@ describe.skipIf(!haveTools)("kagami mirror against real registries", () => {
     expect(list.doc!.manifests).toHaveLength(1);
     expect(list.doc!.manifests[0]!.digest).toBe(amd);
 
+    const none = await mirror(
+      "--insecure",
+      "--filter-by-os",
+      "windows",
+      `${src.host}/team/app:multi`,
+      `${dst.host}/win/app:1`,
+    );
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stderr).toMatch(/filtered all images from .*team\/app:multi, skipping/);
+    expect(none.stdout).toBe("");
+
     const bad = await mirror("--filter-by-os", "(", `${src.host}/team/app:multi`, `${dst.host}/amd/app:3`);
     expect(bad.code).toBe(2);
   });
