@@ -9,6 +9,7 @@ import { startServer } from "../server/serve.ts";
 import { copyCommand } from "./copy.ts";
 import { gcCommand } from "./gc.ts";
 import { exportCommand, importCommand } from "./import-export.ts";
+import { mirrorCommand } from "./mirror.ts";
 import { promoteCommand } from "./promote.ts";
 import { syncCommand } from "./sync.ts";
 
@@ -20,6 +21,7 @@ Usage:
   kagami sync [--config FILE]     run one periodic sync pass of extensions.sync now
   kagami gc [--config FILE]       remove blobs no manifest references
   kagami copy SRC DST             copy an image between registries, layouts and archives
+  kagami mirror SRC DST | -f FILE mirror images as oc image mirror does, from arguments or mapping files
   kagami import FILE|DIR          load an oci-archive, OCI layout or docker save tar into the local store
   kagami export REF FILE          write images of the local store to an oci-archive
   kagami promote --manifest FILE  promote images by digest as an image promoter manifest lists them (dry run unless --confirm)
@@ -113,6 +115,7 @@ const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
   sync: syncCommand,
   gc: gcCommand,
   copy: copyCommand,
+  mirror: mirrorCommand,
   import: importCommand,
   export: exportCommand,
   promote: promoteCommand,

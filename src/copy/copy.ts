@@ -67,6 +67,10 @@ export interface CopyOptions {
   cosignTags?: boolean;
   /** Blob transfers at once (default 4). */
   concurrency?: number;
+  /** A limiter shared with other copies (to the same registry), used instead of `concurrency`. */
+  limiter?: Limiter;
+  /** Never ask the destination to mount a blob from another repository: always upload. */
+  skipMount?: boolean;
   /** Attempts after the first for a blob whose transfer failed in a way that may pass (default 3). */
   retries?: number;
   retryDelayMs?: number;
@@ -177,7 +181,7 @@ class CopyRun {
     private readonly opts: CopyOptions,
   ) {
     this.image = describe(src, src.reference);
-    this.limiter = new Limiter(opts.concurrency ?? 4);
+    this.limiter = opts.limiter ?? new Limiter(opts.concurrency ?? 4);
     this.retries = opts.retries ?? 3;
     const same =
       src.registry === dst.registry ||
@@ -311,12 +315,10 @@ class CopyRun {
     const filter = this.opts.platforms ?? { kind: "all" };
     if (filter.kind === "all" || top.children.length === top.parsed.manifests.length) return top;
     if (top.children.length === 1 && !this.opts.keepIndex) return top.children[0]!;
-    const doc = JSON.parse(top.bytes.toString("utf8")) as Record<string, unknown> & {
-      manifests: Descriptor[];
-    };
-    const keep = new Set(top.children.map((c) => c.digest));
-    doc.manifests = doc.manifests.filter((d) => keep.has(d.digest));
-    const bytes = Buffer.from(JSON.stringify(doc));
+    const bytes = filteredIndex(
+      top.bytes,
+      top.children.map((c) => c.digest),
+    );
     const digest = digestOf(bytes);
     this.warn(
       `only ${this.result.platforms.join(", ")} of the index were copied: the copied index has a new digest ${digest} (source ${top.digest})`,
@@ -353,6 +355,7 @@ class CopyRun {
       const have = await dst.registry.blobSize(dst.repo, b.digest);
       if (have === b.size) how = "skipped";
       else if (
+        !this.opts.skipMount &&
         dst.registry.mountBlob &&
         (await dst.registry.mountBlob(dst.repo, b.digest, this.mountFrom).catch(() => false))
       ) {
@@ -485,6 +488,14 @@ class CopyRun {
       await this.copyReferrers(res.digest, depth + 1);
     }
   }
+}
+
+/** The index a platform filter writes: the source's document with only the kept children. */
+export function filteredIndex(source: Buffer, keepDigests: string[]): Buffer {
+  const doc = JSON.parse(source.toString("utf8")) as Record<string, unknown> & { manifests: Descriptor[] };
+  const keep = new Set(keepDigests);
+  doc.manifests = doc.manifests.filter((d) => keep.has(d.digest));
+  return Buffer.from(JSON.stringify(doc));
 }
 
 function flatten(node: ManifestNode): ManifestNode[] {

@@ -66,7 +66,7 @@ export type PlatformFilter =
   | { kind: "all" }
   | { kind: "platforms"; platforms: Platform[] }
   /** `oc image mirror --filter-by-os`: a regex over `os/arch[/variant]`, anchored. */
-  | { kind: "regex"; regex: RegExp };
+  | { kind: "regex"; regex: { test(s: string): boolean } };
 
 export function filterMatches(
   filter: PlatformFilter,

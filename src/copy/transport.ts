@@ -79,6 +79,8 @@ export function formatTransport(t: TransportRef): string {
 export interface RemoteSettings {
   tlsVerify?: boolean;
   certDir?: string;
+  /** A PEM file of extra CAs to trust. */
+  caFile?: string;
   creds?: BasicCredentials;
   authFile?: string;
   maxRetries?: number;
@@ -113,6 +115,7 @@ export async function remoteFor(host: string, settings: RemoteSettings): Promise
   const opts: RemoteRegistryOptions = { urls: registryUrls(host, tlsVerify), tlsVerify };
   const certDir = settings.certDir ?? (await defaultCertDir(host));
   if (certDir) opts.certDir = certDir;
+  if (settings.caFile) opts.caFile = settings.caFile;
   const creds = credentialLookup(settings);
   if (creds) opts.credentials = creds;
   if (settings.maxRetries !== undefined) opts.maxRetries = settings.maxRetries;

@@ -27,7 +27,7 @@ import {
   type RetryPolicy,
   sleep,
 } from "./retry.ts";
-import { loadCertDir, type TlsMaterial } from "./tls.ts";
+import { loadCertDir, type TlsMaterial, withCaFile } from "./tls.ts";
 
 export interface RemoteRegistryOptions {
   /** Base URLs of one upstream (mirrors of each other), tried in this order: `https://host[:port]`. */
@@ -36,6 +36,8 @@ export interface RemoteRegistryOptions {
   tlsVerify?: boolean;
   /** Docker `certs.d` style directory: `*.crt` CAs, `client.cert` + `client.key`. */
   certDir?: string;
+  /** A PEM bundle of CAs to trust on top of the system's (oc's --certificate-authority). */
+  caFile?: string;
   /** Fixed credentials, or a lookup by host (credentialsFile, auth.json). */
   credentials?: BasicCredentials | CredentialLookup;
   maxRetries?: number;
@@ -93,6 +95,7 @@ export class RemoteRegistry implements Registry {
     };
     let tls: TlsMaterial | undefined;
     if (opts.certDir) tls = loadCertDir(opts.certDir);
+    if (opts.caFile) tls = withCaFile(tls, opts.caFile);
     this.dockerHub = opts.dockerHub ?? opts.urls.some((u) => isDockerHub(new URL(u).hostname));
     const httpOpts: ConstructorParameters<typeof HttpClient>[0] = {
       urls: opts.urls,

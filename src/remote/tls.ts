@@ -41,3 +41,14 @@ export function loadCertDir(dir: string): TlsMaterial {
   }
   return out;
 }
+
+/** Adds the CAs of one PEM file to what is trusted (the system's, unless a cert dir already chose). */
+export function withCaFile(tls: TlsMaterial | undefined, file: string): TlsMaterial {
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new Error(`cannot read certificate authority file ${file}: ${(err as Error).message}`);
+  }
+  return { ...(tls ?? {}), ca: [...(tls?.ca ?? rootCertificates), pem] };
+}
