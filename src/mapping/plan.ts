@@ -124,6 +124,9 @@ export async function makePlan(mappings: Mapping[], places: Places, opts: PlanOp
       else if (!have) job.byDigest = true;
     }),
   );
+  // One source line with several destinations resolves once; say its failure once too.
+  plan.errors = [...new Set(plan.errors)];
+  plan.warnings = [...new Set(plan.warnings)];
   plan.jobs = [...jobs.values()].sort((a, b) =>
     `${locationKey(a.dst)} ${a.srcName}`.localeCompare(`${locationKey(b.dst)} ${b.srcName}`),
   );
