@@ -10,6 +10,7 @@ import { copyCommand } from "./copy.ts";
 import { gcCommand } from "./gc.ts";
 import { exportCommand, importCommand } from "./import-export.ts";
 import { syncCommand } from "./sync.ts";
+import { validateCommand } from "./validate.ts";
 
 const usage = `kagami — an OCI registry and pull-through mirror
 
@@ -21,6 +22,7 @@ Usage:
   kagami copy SRC DST             copy an image between registries, layouts and archives
   kagami import FILE|DIR          load an oci-archive, OCI layout or docker save tar into the local store
   kagami export REF FILE          write images of the local store to an oci-archive
+  kagami validate --registry URL  pull, download and check access as registry.k8s.io's mirror validation does
   kagami --version
 
 The configuration uses zot's JSON format; see docs/configuration.md.`;
@@ -113,6 +115,7 @@ const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
   copy: copyCommand,
   import: importCommand,
   export: exportCommand,
+  validate: validateCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
