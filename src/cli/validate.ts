@@ -2,8 +2,9 @@ import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { hostPlatform, parsePlatform } from "../copy/platform.ts";
 import { CredentialsError, parseCredsFlag } from "../remote/credentials.ts";
+import { ImageReferenceError } from "../remote/reference.ts";
 import { loadCertDir, type TlsMaterial } from "../remote/tls.ts";
-import { ImageArgumentError, parseImageArg } from "../validate/images.ts";
+import { parseImageArg } from "../validate/images.ts";
 import { formatText } from "../validate/report.ts";
 import { type ValidateOptions, validate } from "../validate/validate.ts";
 import { type FlagSpec, intFlag, type ParsedFlags, parseFlags, UsageError } from "./args.ts";
@@ -178,7 +179,7 @@ export async function validateCommand(argv: string[]): Promise<number> {
       for (const i of opts.images) parseImageArg(i, new URL(opts.registry).host);
     }
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ImageArgumentError || err instanceof CredentialsError) {
+    if (err instanceof UsageError || err instanceof ImageReferenceError || err instanceof CredentialsError) {
       process.stderr.write(`kagami validate: ${err.message}\n(see kagami validate --help)\n`);
       return 2;
     }

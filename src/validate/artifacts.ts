@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { Agent, type Dispatcher, request } from "undici";
+import { formatBytes } from "../copy/format.ts";
 import { describeNetworkError } from "../remote/retry.ts";
 import type { TlsMaterial } from "../remote/tls.ts";
-import { type ChecksumResult, type FileResult, formatBytes } from "./report.ts";
+import type { ChecksumResult, FileResult } from "./report.ts";
 
 export interface ArtifactOptions {
   /** Base URL of the file host, e.g. `https://dl.example.org`; each path is below it. */

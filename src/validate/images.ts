@@ -1,20 +1,12 @@
 import { type CopyResult, copyImage } from "../copy/copy.ts";
+import { formatBytes } from "../copy/format.ts";
 import type { PlatformFilter } from "../copy/platform.ts";
-import { isDigest } from "../oci/digest.ts";
-import { isValidName, isValidTag } from "../oci/names.ts";
 import type { BasicCredentials } from "../remote/credentials.ts";
 import type { RedirectHop } from "../remote/http.ts";
+import { manifestReference, parseImageReference } from "../remote/reference.ts";
 import { type Connection, openClient } from "./client.ts";
 import { NullRegistry } from "./null-sink.ts";
-import { type BlobSource, formatBytes, type ImageResult } from "./report.ts";
-
-/** An `--image` that names no repository of the registry under test. */
-export class ImageArgumentError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ImageArgumentError";
-  }
-}
+import type { BlobSource, ImageResult } from "./report.ts";
 
 export interface ImageRef {
   /** As the person wrote it, for the report. */
@@ -33,27 +25,9 @@ export function parseImageArg(text: string, registryHost: string): ImageRef {
   for (const prefix of [`${registryHost}/`, "registry.k8s.io/"]) {
     if (rest.startsWith(prefix)) rest = rest.slice(prefix.length);
   }
-  let reference = "latest";
-  const at = rest.indexOf("@");
-  if (at >= 0) {
-    reference = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-    if (!isDigest(reference)) throw new ImageArgumentError(`--image ${text}: '${reference}' is not a digest`);
-  } else {
-    const colon = rest.lastIndexOf(":");
-    if (colon > rest.lastIndexOf("/")) {
-      reference = rest.slice(colon + 1);
-      rest = rest.slice(0, colon);
-      if (!isValidTag(reference))
-        throw new ImageArgumentError(`--image ${text}: '${reference}' is not a valid tag`);
-    }
-  }
-  if (!isValidName(rest)) {
-    throw new ImageArgumentError(
-      `--image ${text}: '${rest}' is not a repository name (lowercase path, e.g. pause:3.10 or kube-apiserver@sha256:...)`,
-    );
-  }
-  return { text, repo: rest, reference };
+  // Under the registry's own host, so no Docker Hub rules (library/) apply.
+  const ref = parseImageReference(`${registryHost}/${rest}`);
+  return { text, repo: ref.repo, reference: manifestReference(ref) };
 }
 
 export interface PullOptions {
