@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
-import { hostPlatform, parsePlatform } from "../copy/platform.ts";
+import { parsePlatform } from "../copy/platform.ts";
 import { CredentialsError, parseCredsFlag } from "../remote/credentials.ts";
 import { ImageReferenceError } from "../remote/reference.ts";
 import { loadCertDir, type TlsMaterial } from "../remote/tls.ts";
@@ -141,7 +141,7 @@ export function validateOptions(f: ParsedFlags): ValidateOptions {
     try {
       opts.platforms = {
         kind: "platforms",
-        platforms: platforms.map((p) => (p === "host" ? hostPlatform() : parsePlatform(p))),
+        platforms: platforms.map(parsePlatform),
       };
     } catch (err) {
       throw new UsageError((err as Error).message);
