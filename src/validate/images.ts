@@ -30,6 +30,8 @@ export function parseImageArg(text: string, registryHost: string): ImageRef {
   return { text, repo: ref.repo, reference: manifestReference(ref) };
 }
 
+const sinkName = "the verifier";
+
 export interface PullOptions {
   platforms: PlatformFilter;
   concurrency: number;
@@ -69,8 +71,8 @@ export async function pullImage(c: Connection, image: ImageRef, opts: PullOption
   let copied: CopyResult | undefined;
   try {
     copied = await copyImage(
-      { registry: remote, repo: image.repo, reference: image.reference },
-      { registry: new NullRegistry(), repo: image.repo, tags: [] },
+      { registry: remote, repo: image.repo, reference: image.reference, name: image.text },
+      { registry: new NullRegistry(), repo: image.repo, tags: [], name: sinkName },
       {
         platforms: opts.platforms,
         concurrency: opts.concurrency,
@@ -83,7 +85,10 @@ export async function pullImage(c: Connection, image: ImageRef, opts: PullOption
       },
     );
   } catch (err) {
-    result.message = (err as Error).message ?? String(err);
+    // The copy names both ends; here only the cause matters.
+    const text = (err as Error)?.message ?? String(err);
+    const prefix = `copying ${image.text} to ${sinkName} failed: `;
+    result.message = text.startsWith(prefix) ? text.slice(prefix.length) : text;
   } finally {
     await remote.close();
   }
