@@ -69,6 +69,7 @@ export async function pullImage(c: Connection, image: ImageRef, opts: PullOption
     blobHosts: {},
   };
   let copied: CopyResult | undefined;
+  let headDigest: string | undefined;
   try {
     copied = await copyImage(
       { registry: remote, repo: image.repo, reference: image.reference, name: image.text },
@@ -84,6 +85,8 @@ export async function pullImage(c: Connection, image: ImageRef, opts: PullOption
         },
       },
     );
+    // containerd and docker resolve a tag with HEAD: it must name what GET serves.
+    headDigest = (await remote.headManifest(image.repo, image.reference))?.digest;
   } catch (err) {
     // The copy names both ends; here only the cause matters.
     const text = (err as Error)?.message ?? String(err);
@@ -102,9 +105,13 @@ export async function pullImage(c: Connection, image: ImageRef, opts: PullOption
   }
   result.manifests = manifests;
   if (!copied) return result;
-  result.status = "pass";
   result.digest = copied.sourceDigest;
   result.platforms = copied.platforms;
+  if (headDigest !== copied.sourceDigest) {
+    result.message = `HEAD ${image.text} answers ${headDigest ?? "404"}, but GET serves ${copied.sourceDigest}: clients that resolve with HEAD (containerd, docker) get another image or none`;
+    return result;
+  }
+  result.status = "pass";
   const platforms = copied.platforms.length ? `${copied.platforms.length} platforms, ` : "";
   result.message = `${copied.sourceDigest}: ${platforms}${manifests} manifests, ${sizes.size} blobs (${formatBytes(result.bytes)}) verified`;
   return result;

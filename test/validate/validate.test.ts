@@ -109,7 +109,14 @@ describe.runIf(hasTool("nginx") && hasTool("htpasswd") && hasTool("openssl") && 
       corrupter = await startNginx({
         root: work,
         proxyTo: `https://${k.host}`,
-        locations: `    location = /v2/k8s/app/blobs/${layer.digest} { alias ${join(work, "damaged.bin")}; }`,
+        locations: [
+          `    location = /v2/k8s/app/blobs/${layer.digest} { alias ${join(work, "damaged.bin")}; }`,
+          // A tag HEAD does not find, though GET serves it: containerd would not pull it.
+          "    location = /v2/pause/manifests/3.10 {",
+          "      if ($request_method = HEAD) { return 404; }",
+          `      proxy_pass https://${k.host}; proxy_set_header Host $http_host;`,
+          "    }",
+        ].join("\n"),
       });
     });
 
@@ -192,7 +199,7 @@ describe.runIf(hasTool("nginx") && hasTool("htpasswd") && hasTool("openssl") && 
         expect(b.redirects).toEqual([`${blobs.url}/containers/images/${b.digest}`]);
     });
 
-    it("fails on a blob whose bytes do not match its digest", async () => {
+    it("fails on a blob whose bytes do not match its digest, and on a tag HEAD does not resolve", async () => {
       const { code, report } = await validateJson(
         "--registry",
         corrupter.url,
@@ -205,9 +212,14 @@ describe.runIf(hasTool("nginx") && hasTool("htpasswd") && hasTool("openssl") && 
         "0",
       );
       expect(code).toBe(1);
-      expect(report.images.map((i) => i.status)).toEqual(["fail", "pass"]);
+      expect(report.images.map((i) => i.status)).toEqual(["fail", "fail"]);
       expect(report.images[0]!.message).toContain(single.images[0]!.layers[0]!.digest);
       expect(report.images[0]!.message).toMatch(/arrived with digest/);
+      // Every blob of pause checked out, but its tag is broken for HEAD.
+      expect(report.images[1]!.blobs.length).toBeGreaterThan(0);
+      expect(report.images[1]!.message).toBe(
+        `HEAD pause:3.10 answers 404, but GET serves ${multi.digest}: clients that resolve with HEAD (containerd, docker) get another image or none`,
+      );
     });
 
     it("fails on a file whose published checksum is wrong, and on one with none unless allowed", async () => {
