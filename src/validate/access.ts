@@ -83,14 +83,15 @@ async function tryPush(
   client: RemoteRegistry,
   repo: string,
   image: ScratchImage,
-): Promise<{ outcome: "refused" | "pushed" | "error"; status?: number; message: string }> {
+): Promise<{ outcome: "refused" | "pushed" | "error"; message: string; detail?: string }> {
   try {
     await client.putBlob(repo, image.configDigest, Readable.from([image.config]), image.config.length);
     await client.putManifest(repo, image.tag, image.manifest, MediaType.ociManifest);
     return { outcome: "pushed", message: `pushed ${repo}:${image.tag}` };
   } catch (err) {
     const status = refusal(err);
-    if (status !== undefined) return { outcome: "refused", status, message: `refused with HTTP ${status}` };
+    if (status !== undefined)
+      return { outcome: "refused", message: `refused with HTTP ${status}`, detail: text(err) };
     return { outcome: "error", message: text(err) };
   }
 }
@@ -136,135 +137,155 @@ async function canPull(client: RemoteRegistry, image: ImageRef): Promise<string 
   }
 }
 
+/** What the checks share: the registry, the results so far, and what must be deleted at the end. */
+interface Run {
+  opts: AccessOptions;
+  add(check: string, status: AccessResult["status"], message: string): void;
+  client(credentials?: BasicCredentials, userAgent?: string): RemoteRegistry;
+  cleanup: { image: ScratchImage; by: string }[];
+}
+
+/** Anyone pulls, docker's token dance included, and nobody anonymous pushes. */
+async function checkAnonymous(run: Run): Promise<void> {
+  const { opts, add } = run;
+  const anon = run.client(undefined, dockerUserAgent);
+  try {
+    const p = await ping(anon);
+    if (p.status === 200)
+      add("anonymous-ping", "pass", "GET /v2/ without credentials answers 200 (as docker asks it)");
+    else
+      add(
+        "anonymous-ping",
+        "fail",
+        `GET /v2/ without credentials answers HTTP ${p.status}${p.challenge ? ` with a ${p.challenge} challenge` : ""}: a docker client without credentials gives up (anonymous pulls need 200 or a Bearer challenge that grants an anonymous token)`,
+      );
+  } catch (err) {
+    add("anonymous-ping", "fail", `GET /v2/: ${text(err)}`);
+  }
+  const first = opts.images[0];
+  if (first) {
+    const why = await canPull(anon, first);
+    if (why) add("anonymous-pull", "fail", `manifest ${first.text} without credentials: ${why}`);
+    else add("anonymous-pull", "pass", `manifest ${first.text} readable without credentials`);
+  }
+  const image = scratchImage("anonymous");
+  const r = await tryPush(run.client(), opts.scratchRepo, image);
+  if (r.outcome === "refused") {
+    add("anonymous-push", "pass", `anonymous push to ${opts.scratchRepo} ${r.message}`);
+    return;
+  }
+  add(
+    "anonymous-push",
+    "fail",
+    r.outcome === "pushed"
+      ? `anyone can push: an anonymous client ${r.message}`
+      : `an anonymous push to ${opts.scratchRepo} got past the access check and failed later: ${r.message}`,
+  );
+  if (r.outcome === "pushed") run.cleanup.push({ image, by: "anonymous" });
+}
+
+/** The read-write account pushes and reads back; returns what it wrote. */
+async function checkReadWrite(run: Run, account: BasicCredentials): Promise<ScratchImage | undefined> {
+  const { opts, add } = run;
+  const rw = run.client(account);
+  const image = scratchImage("rw");
+  const r = await tryPush(rw, opts.scratchRepo, image);
+  if (r.outcome !== "pushed") {
+    const why = r.detail ? `${r.message}: ${r.detail}` : r.message;
+    add("rw-push", "fail", `'${account.username}' cannot push to ${opts.scratchRepo}: ${why}`);
+    return undefined;
+  }
+  run.cleanup.unshift({ image, by: account.username });
+  const back = await rw.headManifest(opts.scratchRepo, image.tag).catch(() => undefined);
+  if (back?.digest === image.digest)
+    add("rw-push", "pass", `'${account.username}' ${r.message} and read it back`);
+  else
+    add(
+      "rw-push",
+      "fail",
+      `'${account.username}' ${r.message}, but reading it back did not give ${image.digest}`,
+    );
+  return image;
+}
+
+/** The read-only account pulls (an --image, else what the read-write check wrote) and is refused a push. */
+async function checkReadOnly(run: Run, account: BasicCredentials, written?: ScratchImage): Promise<void> {
+  const { opts, add } = run;
+  const ro = run.client(account);
+  const target =
+    opts.images[0] ??
+    (written
+      ? { text: `${opts.scratchRepo}:${written.tag}`, repo: opts.scratchRepo, reference: written.tag }
+      : undefined);
+  if (target) {
+    const why = await canPull(ro, target);
+    if (why) add("ro-pull", "fail", `'${account.username}' cannot read ${target.text}: ${why}`);
+    else add("ro-pull", "pass", `'${account.username}' reads ${target.text}`);
+  } else {
+    try {
+      const p = await ping(ro);
+      add(
+        "ro-pull",
+        p.status === 200 ? "pass" : "fail",
+        `'${account.username}' GET /v2/ answers HTTP ${p.status}`,
+      );
+    } catch (err) {
+      add("ro-pull", "fail", `'${account.username}' GET /v2/: ${text(err)}`);
+    }
+  }
+  const image = scratchImage("ro");
+  const r = await tryPush(ro, opts.scratchRepo, image);
+  if (r.outcome === "refused") {
+    add("ro-push", "pass", `'${account.username}' push to ${opts.scratchRepo} ${r.message}`);
+    return;
+  }
+  add(
+    "ro-push",
+    "fail",
+    r.outcome === "pushed"
+      ? `the read-only account '${account.username}' can push: it ${r.message}`
+      : `the read-only account '${account.username}' got past the access check and failed later: ${r.message}`,
+  );
+  if (r.outcome === "pushed") run.cleanup.push({ image, by: account.username });
+}
+
 /**
- * The access a public mirror promises: anyone pulls without credentials (docker's token dance
- * included) and nobody anonymous pushes; a read-only account pulls and cannot push; a read-write
- * account pushes, and what it pushed is deleted again where the registry allows it.
+ * The access a public mirror promises: anyone pulls without credentials and nobody anonymous
+ * pushes; a read-only account pulls and cannot push; a read-write account pushes. Whatever was
+ * pushed is deleted again where the registry allows it, by the most capable account given.
  */
 export async function checkAccess(c: Connection, opts: AccessOptions): Promise<AccessResult[]> {
   const out: AccessResult[] = [];
-  const add = (check: string, status: AccessResult["status"], message: string) =>
-    out.push({ check, status, message });
-  const first = opts.images[0];
   const clients: RemoteRegistry[] = [];
-  const client = (credentials?: BasicCredentials, userAgent?: string) => {
-    const r = openClient(c, { ...(credentials ? { credentials } : {}), ...(userAgent ? { userAgent } : {}) });
-    clients.push(r);
-    return r;
+  const run: Run = {
+    opts,
+    add: (check, status, message) => out.push({ check, status, message }),
+    client: (credentials, userAgent) => {
+      const r = openClient(c, {
+        ...(credentials ? { credentials } : {}),
+        ...(userAgent ? { userAgent } : {}),
+      });
+      clients.push(r);
+      return r;
+    },
+    cleanup: [],
   };
-  const cleanup: { image: ScratchImage; by: string }[] = [];
   try {
-    if (opts.anonymous) {
-      const anon = client(undefined, dockerUserAgent);
-      try {
-        const p = await ping(anon);
-        if (p.status === 200)
-          add("anonymous-ping", "pass", "GET /v2/ without credentials answers 200 (as docker asks it)");
-        else
-          add(
-            "anonymous-ping",
-            "fail",
-            `GET /v2/ without credentials answers HTTP ${p.status}${p.challenge ? ` with a ${p.challenge} challenge` : ""}: a docker client without credentials gives up (anonymous pulls need 200 or a Bearer challenge that grants an anonymous token)`,
-          );
-      } catch (err) {
-        add("anonymous-ping", "fail", `GET /v2/: ${text(err)}`);
-      }
-      if (first) {
-        const why = await canPull(anon, first);
-        if (why) add("anonymous-pull", "fail", `manifest ${first.text} without credentials: ${why}`);
-        else add("anonymous-pull", "pass", `manifest ${first.text} readable without credentials`);
-      }
-      const image = scratchImage("anonymous");
-      const r = await tryPush(client(), opts.scratchRepo, image);
-      if (r.outcome === "refused")
-        add("anonymous-push", "pass", `anonymous push to ${opts.scratchRepo} ${r.message}`);
-      else {
-        add(
-          "anonymous-push",
-          "fail",
-          r.outcome === "pushed"
-            ? `anyone can push: an anonymous client ${r.message}`
-            : `an anonymous push to ${opts.scratchRepo} got past the access check and failed later: ${r.message}`,
+    if (opts.anonymous) await checkAnonymous(run);
+    const written = opts.readWrite ? await checkReadWrite(run, opts.readWrite) : undefined;
+    if (opts.readOnly) await checkReadOnly(run, opts.readOnly, written);
+    if (run.cleanup.length === 0) return out;
+    const remover = run.client(opts.readWrite ?? opts.readOnly);
+    for (const { image, by } of run.cleanup) {
+      const left = await removeScratch(remover, opts.scratchRepo, image);
+      if (left.length === 0)
+        run.add("cleanup", "pass", `removed ${opts.scratchRepo}:${image.tag} (pushed by ${by})`);
+      else
+        run.add(
+          "cleanup",
+          "warn",
+          `left ${left.join(", ")}; delete it by hand or let garbage collection take it`,
         );
-        if (r.outcome === "pushed") cleanup.push({ image, by: "anonymous" });
-      }
-    }
-    let written: ScratchImage | undefined;
-    if (opts.readWrite) {
-      const rw = client(opts.readWrite);
-      const image = scratchImage("rw");
-      const r = await tryPush(rw, opts.scratchRepo, image);
-      if (r.outcome === "pushed") {
-        written = image;
-        const back = await rw.headManifest(opts.scratchRepo, image.tag).catch(() => undefined);
-        if (back?.digest === image.digest)
-          add("rw-push", "pass", `'${opts.readWrite.username}' ${r.message} and read it back`);
-        else
-          add(
-            "rw-push",
-            "fail",
-            `'${opts.readWrite.username}' ${r.message}, but reading it back did not give ${image.digest}`,
-          );
-      } else
-        add(
-          "rw-push",
-          "fail",
-          `'${opts.readWrite.username}' cannot push to ${opts.scratchRepo}: ${r.message}`,
-        );
-    }
-    if (opts.readOnly) {
-      const ro = client(opts.readOnly);
-      const target =
-        first ??
-        (written
-          ? { text: `${opts.scratchRepo}:${written.tag}`, repo: opts.scratchRepo, reference: written.tag }
-          : undefined);
-      if (target) {
-        const why = await canPull(ro, target);
-        if (why) add("ro-pull", "fail", `'${opts.readOnly.username}' cannot read ${target.text}: ${why}`);
-        else add("ro-pull", "pass", `'${opts.readOnly.username}' reads ${target.text}`);
-      } else {
-        try {
-          const p = await ping(ro);
-          add(
-            "ro-pull",
-            p.status === 200 ? "pass" : "fail",
-            `'${opts.readOnly.username}' GET /v2/ answers HTTP ${p.status}`,
-          );
-        } catch (err) {
-          add("ro-pull", "fail", `'${opts.readOnly.username}' GET /v2/: ${text(err)}`);
-        }
-      }
-      const image = scratchImage("ro");
-      const r = await tryPush(ro, opts.scratchRepo, image);
-      if (r.outcome === "refused")
-        add("ro-push", "pass", `'${opts.readOnly.username}' push to ${opts.scratchRepo} ${r.message}`);
-      else {
-        add(
-          "ro-push",
-          "fail",
-          r.outcome === "pushed"
-            ? `the read-only account '${opts.readOnly.username}' can push: it ${r.message}`
-            : `the read-only account '${opts.readOnly.username}' got past the access check and failed later: ${r.message}`,
-        );
-        if (r.outcome === "pushed") cleanup.push({ image, by: opts.readOnly.username });
-      }
-    }
-    if (written) cleanup.unshift({ image: written, by: opts.readWrite!.username });
-    if (cleanup.length > 0) {
-      // The most capable account removes everything: the read-write one when given.
-      const remover = client(opts.readWrite ?? opts.readOnly);
-      for (const { image, by } of cleanup) {
-        const left = await removeScratch(remover, opts.scratchRepo, image);
-        if (left.length === 0)
-          add("cleanup", "pass", `removed ${opts.scratchRepo}:${image.tag} (pushed by ${by})`);
-        else
-          add(
-            "cleanup",
-            "warn",
-            `left ${left.join(", ")}; delete it by hand or let garbage collection take it`,
-          );
-      }
     }
   } finally {
     await Promise.all(clients.map((r) => r.close().catch(() => {})));
