@@ -12,6 +12,7 @@ import { exportCommand, importCommand } from "./import-export.ts";
 import { mirrorCommand } from "./mirror.ts";
 import { promoteCommand } from "./promote.ts";
 import { syncCommand } from "./sync.ts";
+import { validateCommand } from "./validate.ts";
 
 const usage = `kagami — an OCI registry and pull-through mirror
 
@@ -25,6 +26,7 @@ Usage:
   kagami import FILE|DIR          load an oci-archive, OCI layout or docker save tar into the local store
   kagami export REF FILE          write images of the local store to an oci-archive
   kagami promote --manifest FILE  promote images by digest as an image promoter manifest lists them (dry run unless --confirm)
+  kagami validate --registry URL  pull, download and check access as registry.k8s.io's mirror validation does
   kagami --version
 
 The configuration uses zot's JSON format; see docs/configuration.md.`;
@@ -119,6 +121,7 @@ const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
   import: importCommand,
   export: exportCommand,
   promote: promoteCommand,
+  validate: validateCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

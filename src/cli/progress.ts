@@ -1,15 +1,7 @@
 import type { CopyEvent, CopyResult } from "../copy/copy.ts";
+import { formatBytes } from "../copy/format.ts";
 
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}
+export { formatBytes };
 
 export interface ProgressReporter {
   onEvent(event: CopyEvent): void;

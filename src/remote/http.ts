@@ -74,6 +74,17 @@ export interface HttpClientOptions {
   /** What a person should change when an https:// URL on `host` turns out to serve plain HTTP. */
   plainHttpAdvice?: (host: string) => string;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
+  /** Hears every redirect followed, so a caller can tell where content was really served from. */
+  onRedirect?: (info: RedirectHop) => void;
+}
+
+/** One redirect followed: `request` is the URL first asked for, `from` the one that answered `status`. */
+export interface RedirectHop {
+  method: string;
+  request: string;
+  from: string;
+  to: string;
+  status: number;
 }
 
 interface CachedToken {
@@ -435,6 +446,7 @@ export class HttpClient {
   private async exchange(origin: string, req: HttpRequest, auth: string | undefined): Promise<HttpResponse> {
     let url =
       req.path.startsWith("http://") || req.path.startsWith("https://") ? req.path : origin + req.path;
+    const first = url;
     const headers: Record<string, string> = { "user-agent": this.opts.userAgent, ...req.headers };
     if (auth) headers.authorization = auth;
     for (let hop = 0; ; hop++) {
@@ -461,6 +473,13 @@ export class HttpClient {
       ) {
         await res.body.dump().catch(() => {});
         const next = new URL(location, url);
+        this.opts.onRedirect?.({
+          method: req.method,
+          request: first,
+          from: url,
+          to: next.href,
+          status: res.statusCode,
+        });
         // Credentials for the registry never go to another host (CDNs take signed URLs).
         if (next.origin !== new URL(url).origin) delete headers.authorization;
         url = next.href;

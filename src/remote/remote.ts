@@ -16,7 +16,15 @@ import type {
 } from "../registry/registry.ts";
 import type { BasicCredentials, CredentialLookup } from "./credentials.ts";
 import { UpstreamError } from "./errors.ts";
-import { HttpClient, type HttpRequest, type HttpResponse, readBytes, readText, statusError } from "./http.ts";
+import {
+  HttpClient,
+  type HttpRequest,
+  type HttpResponse,
+  type RedirectHop,
+  readBytes,
+  readText,
+  statusError,
+} from "./http.ts";
 import type { RawBody } from "./raw-http.ts";
 import { isDockerHub } from "./reference.ts";
 import {
@@ -38,6 +46,8 @@ export interface RemoteRegistryOptions {
   certDir?: string;
   /** A PEM bundle of CAs to trust on top of the system's (oc's --certificate-authority). */
   caFile?: string;
+  /** TLS material given directly (a CA file, a client certificate); used instead of `certDir`. */
+  tls?: TlsMaterial;
   /** Fixed credentials, or a lookup by host (credentialsFile, auth.json). */
   credentials?: BasicCredentials | CredentialLookup;
   maxRetries?: number;
@@ -70,6 +80,7 @@ export interface RemoteRegistryOptions {
   /** Treat as Docker Hub (single names get `library/`); default: from the URLs. */
   dockerHub?: boolean;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
+  onRedirect?: (info: RedirectHop) => void;
 }
 
 const acceptManifests = manifestTypes.join(", ");
@@ -93,8 +104,8 @@ export class RemoteRegistry implements Registry {
       maxRetryAfter: opts.maxRetryAfter ?? defaultRetryPolicy.maxRetryAfter,
       backoff: opts.retryBackoff ?? defaultRetryPolicy.backoff,
     };
-    let tls: TlsMaterial | undefined;
-    if (opts.certDir) tls = loadCertDir(opts.certDir);
+    let tls: TlsMaterial | undefined = opts.tls;
+    if (!tls && opts.certDir) tls = loadCertDir(opts.certDir);
     if (opts.caFile) tls = withCaFile(tls, opts.caFile);
     this.dockerHub = opts.dockerHub ?? opts.urls.some((u) => isDockerHub(new URL(u).hostname));
     const httpOpts: ConstructorParameters<typeof HttpClient>[0] = {
@@ -110,6 +121,7 @@ export class RemoteRegistry implements Registry {
     if (tls) httpOpts.tls = tls;
     if (opts.credentials) httpOpts.credentials = opts.credentials;
     if (opts.onRetry) httpOpts.onRetry = opts.onRetry;
+    if (opts.onRedirect) httpOpts.onRedirect = opts.onRedirect;
     if (opts.requestTimeout !== undefined) httpOpts.requestTimeout = opts.requestTimeout;
     if (opts.maxConcurrentRequests !== undefined) httpOpts.maxConcurrentRequests = opts.maxConcurrentRequests;
     if (opts.requestsPerSecond !== undefined) httpOpts.requestsPerSecond = opts.requestsPerSecond;
