@@ -48,6 +48,8 @@ export interface KagamiConfig {
   log: { level: LogLevel; output?: string };
   /** `extensions.sync`, when present and enabled. */
   sync?: SyncConfig;
+  /** `extensions.metrics`, when enabled: where the Prometheus text is served. */
+  metrics?: { path: string };
   /** The file it came from, if any. */
   source?: string;
 }
@@ -236,7 +238,7 @@ function collectWarnings(value: Record<string, unknown>): ConfigProblem[] {
   }
   const extensions = value.extensions as Record<string, unknown> | undefined;
   for (const ext of Object.keys(extensions ?? {})) {
-    if (ext !== "sync")
+    if (ext !== "sync" && ext !== "metrics")
       out.push({
         path: `extensions.${ext}`,
         message: "this extension is not implemented yet and is ignored",
@@ -355,6 +357,11 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   if (r.http?.accessControl) config.http.accessControl = normalizeAccessControl(r.http.accessControl);
   const sync = (tree as { extensions?: { sync?: RawSync } }).extensions?.sync;
   if (sync && sync.enable !== false) config.sync = normalizeSync(sync);
+  const metrics = (
+    tree as { extensions?: { metrics?: { enable?: boolean; prometheus?: { path?: string } } } }
+  ).extensions?.metrics;
+  // zot serves nothing unless enable is true; an empty path is its default, /metrics.
+  if (metrics?.enable === true) config.metrics = { path: metrics.prometheus?.path || "/metrics" };
   if (source) config.source = source;
   return { config, warnings };
 }

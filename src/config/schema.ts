@@ -223,7 +223,22 @@ export const configSchema = {
       properties: {
         sync: syncSchema,
         search: section,
-        metrics: section,
+        metrics: {
+          type: "object",
+          properties: {
+            enable: { type: "boolean" },
+            prometheus: {
+              type: "object",
+              properties: {
+                path: {
+                  type: "string",
+                  pattern: "^(/(?!v2(/|$))[^?#]*)?$",
+                  description: 'a URL path such as "/metrics", outside /v2/',
+                },
+              },
+            },
+          },
+        },
         scrub: section,
         lint: section,
         ui: section,

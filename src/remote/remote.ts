@@ -16,7 +16,15 @@ import type {
 } from "../registry/registry.ts";
 import type { BasicCredentials, CredentialLookup } from "./credentials.ts";
 import { UpstreamError } from "./errors.ts";
-import { HttpClient, type HttpRequest, type HttpResponse, readBytes, readText, statusError } from "./http.ts";
+import {
+  HttpClient,
+  type HttpClientOptions,
+  type HttpRequest,
+  type HttpResponse,
+  readBytes,
+  readText,
+  statusError,
+} from "./http.ts";
 import type { RawBody } from "./raw-http.ts";
 import { isDockerHub } from "./reference.ts";
 import {
@@ -68,6 +76,7 @@ export interface RemoteRegistryOptions {
   /** Treat as Docker Hub (single names get `library/`); default: from the URLs. */
   dockerHub?: boolean;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
+  onExchange?: HttpClientOptions["onExchange"];
 }
 
 const acceptManifests = manifestTypes.join(", ");
@@ -107,6 +116,7 @@ export class RemoteRegistry implements Registry {
     if (tls) httpOpts.tls = tls;
     if (opts.credentials) httpOpts.credentials = opts.credentials;
     if (opts.onRetry) httpOpts.onRetry = opts.onRetry;
+    if (opts.onExchange) httpOpts.onExchange = opts.onExchange;
     if (opts.requestTimeout !== undefined) httpOpts.requestTimeout = opts.requestTimeout;
     if (opts.maxConcurrentRequests !== undefined) httpOpts.maxConcurrentRequests = opts.maxConcurrentRequests;
     if (opts.requestsPerSecond !== undefined) httpOpts.requestsPerSecond = opts.requestsPerSecond;

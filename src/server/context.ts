@@ -2,10 +2,12 @@ import type { Context } from "koa";
 import type { Logger } from "pino";
 import type { Action, Identity } from "../auth/policy.ts";
 import type { KagamiConfig } from "../config/config.ts";
+import type { PrometheusMetrics } from "../metrics/prometheus.ts";
 import type { Stores } from "../registry/stores.ts";
 import type { Mirror } from "../sync/mirror.ts";
 import type { SyncScheduler } from "../sync/scheduler.ts";
 import type { AccessState } from "./access.ts";
+import type { Health } from "./health.ts";
 
 export interface AppDeps {
   /** The local stores; `stores.for(repo)` is the one that holds a repository. */
@@ -17,6 +19,8 @@ export interface AppDeps {
   /** Pull-through from `extensions.sync`, when configured (replaced when the config file changes). */
   mirror: () => Mirror | undefined;
   sync: () => SyncScheduler | undefined;
+  metrics: PrometheusMetrics;
+  health: Health;
 }
 
 export interface RouteState {

@@ -3,6 +3,7 @@ import { createServer as createHttp, type Server } from "node:http";
 import { createServer as createHttps } from "node:https";
 import type { Logger } from "pino";
 import type { KagamiConfig } from "../config/config.ts";
+import { PrometheusMetrics } from "../metrics/prometheus.ts";
 import { Stores } from "../registry/stores.ts";
 import { Mirror } from "../sync/mirror.ts";
 import { SyncScheduler } from "../sync/scheduler.ts";
@@ -10,6 +11,7 @@ import { AccessState } from "./access.ts";
 import { createApp } from "./app.ts";
 import { answerClientErrors } from "./client-errors.ts";
 import { gcSchedule } from "./gc-schedule.ts";
+import { Health, storeChecks } from "./health.ts";
 import { watchConfig } from "./reload.ts";
 import { applyHttpTimeouts } from "./timeouts.ts";
 
@@ -22,6 +24,16 @@ export interface RunningServer {
 }
 
 const purgeIntervalMs = 3_600_000;
+
+/** package.json's version, for kagami_build_info; "unknown" when it cannot be read. */
+function kagamiVersion(): string {
+  try {
+    const url = new URL("../../package.json", import.meta.url);
+    return (JSON.parse(readFileSync(url, "utf8")) as { version?: string }).version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
 
 export async function startServer(config: KagamiConfig, logger: Logger): Promise<RunningServer> {
   // Read before anything is opened: a missing certificate is then a failure with nothing to undo.
@@ -61,6 +73,7 @@ async function run(
       try {
         const r = await store.collectGarbage(config.storage.gcDelayMs);
         logger.info({ ...r, store: store.root }, "garbage collection finished");
+        metrics.storageChanged();
       } catch (err) {
         logger.warn({ err, store: store.root }, "garbage collection failed");
       }
@@ -71,14 +84,20 @@ async function run(
     : undefined;
 
   let access = AccessState.create(config.http, logger);
-  let mirror = config.sync ? new Mirror(config.sync, stores, logger) : undefined;
+  const metrics = new PrometheusMetrics({
+    usage: () => stores.all().flatMap((s) => s.usage()),
+    busy: (): boolean => (mirror?.activeFetches ?? 0) > 0,
+    version: kagamiVersion(),
+  });
+  const health = new Health(storeChecks(stores), logger);
+  let mirror: Mirror | undefined = config.sync ? new Mirror(config.sync, stores, logger, metrics) : undefined;
   let sync = mirror ? new SyncScheduler(mirror, stores, logger) : undefined;
   sync?.start();
   const stopWatching = watchConfig(config, logger, (next) => {
     access = AccessState.create(next.http, logger, access);
     if (JSON.stringify(next.sync) !== JSON.stringify(mirror?.config)) {
       const old = { mirror, sync };
-      mirror = next.sync ? new Mirror(next.sync, stores, logger) : undefined;
+      mirror = next.sync ? new Mirror(next.sync, stores, logger, metrics) : undefined;
       sync = mirror ? new SyncScheduler(mirror, stores, logger) : undefined;
       sync?.start();
       old.sync?.stop();
@@ -103,6 +122,8 @@ async function run(
     access: () => access,
     mirror: () => mirror,
     sync: () => sync,
+    metrics,
+    health,
   });
   const handler = app.callback();
   const server = tls ? createHttps(tls, handler) : createHttp(handler);
@@ -133,6 +154,7 @@ async function run(
   const scheme = config.http.tls ? "https" : "http";
   const host = config.http.address.includes(":") ? `[${config.http.address}]` : config.http.address;
   const url = `${scheme}://${host}:${port}`;
+  health.markStarted();
   logger.info({ url, storage: config.storage.rootDirectory }, "kagami listening");
 
   let closing: Promise<void> | undefined;
