@@ -141,23 +141,25 @@ export class PrometheusMetrics implements MirrorMetrics {
 
   private storageGauges(registers: Registry[]): void {
     const self = this;
-    const gauge = (name: string, help: string) =>
-      new Gauge({ name, help, labelNames: ["repository"], registers });
-    const bytes = gauge(
-      "kagami_storage_bytes",
-      "Bytes of blobs and manifests per repository (shared blobs count in each).",
-    );
-    const blobs = gauge("kagami_storage_blobs", "Blobs linked into each repository.");
-    const manifests = gauge("kagami_storage_manifests", "Manifests stored per repository.");
-    const tags = gauge("kagami_storage_tags", "Tags per repository.");
+    const perRepo: Gauge<"repository">[] = [];
+    // Registered first: a registry collects in order, so the recount here is what the gauges below show.
     new Gauge({
       name: "kagami_storage_repositories",
       help: "Repositories holding content, in all stores.",
       registers,
       collect() {
-        self.refreshUsage(this, [bytes, blobs, manifests, tags]);
+        self.refreshUsage(this, perRepo);
       },
     });
+    const gauge = (name: string, help: string) =>
+      perRepo.push(new Gauge({ name, help, labelNames: ["repository"], registers }));
+    gauge(
+      "kagami_storage_bytes",
+      "Bytes of blobs and manifests per repository (shared blobs count in each).",
+    );
+    gauge("kagami_storage_blobs", "Blobs linked into each repository.");
+    gauge("kagami_storage_manifests", "Manifests stored per repository.");
+    gauge("kagami_storage_tags", "Tags per repository.");
   }
 
   /** Recounts usage when something changed or the last count is old; cheap aggregate queries otherwise never run. */

@@ -18,6 +18,7 @@ function kindOf(endpoint: Endpoint): EndpointKind {
 }
 
 const writeMethods = new Set(["PUT", "POST", "PATCH", "DELETE"]);
+const bodyMethods = new Set(["PUT", "POST", "PATCH"]);
 
 /**
  * Counts every request once its response is done (or its client gone): kind, method, status,
@@ -31,13 +32,19 @@ export function requestMetrics(metrics: PrometheusMetrics): Koa.Middleware {
     const declared = ctx.get("Content-Length");
     try {
       await next();
+      // Before the answer reaches the client, so a scrape it sends next already recounts.
+      if (writeMethods.has(ctx.method) && ctx.status < 400) metrics.storageChanged();
     } finally {
       ctx.res.once("close", () => {
         const match = matchRoute(ctx.method, ctx.path);
         const kind = match.kind === "ok" ? kindOf(match.route.endpoint) : "other";
         const status = ctx.res.headersSent ? ctx.res.statusCode : 500;
         // A chunked body has no Content-Length: what the socket read meanwhile is that body (and its framing).
-        const bytesIn = declared ? Number(declared) || 0 : Math.max(0, socket.bytesRead - readBefore);
+        const bytesIn = declared
+          ? Number(declared) || 0
+          : bodyMethods.has(ctx.method)
+            ? Math.max(0, socket.bytesRead - readBefore)
+            : 0;
         const finished = ctx.res.writableFinished && ctx.method !== "HEAD";
         metrics.request({
           kind,
@@ -47,7 +54,6 @@ export function requestMetrics(metrics: PrometheusMetrics): Koa.Middleware {
           bytesIn,
           bytesOut: finished ? Number(ctx.res.getHeader("content-length") ?? 0) || 0 : 0,
         });
-        if (writeMethods.has(ctx.method) && status < 400 && kind !== "other") metrics.storageChanged();
       });
     }
   };
