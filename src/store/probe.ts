@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { closeSync, openSync, readSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 
 /**
  * One readiness check's answer: `reason` is a short code fit for anyone to see (EROFS,
@@ -40,17 +41,27 @@ export async function probeWritable(root: string): Promise<ProbeResult> {
   }
 }
 
+const sqliteMagic = Buffer.from("SQLite format 3\0", "latin1");
+
+/** A database file that is there and readable but is not SQLite's (overwritten, truncated). */
+class NotADatabaseError extends Error {
+  readonly code = "SQLITE_NOTADB";
+}
+
 /**
- * Whether the metadata database answers: a query on the connection in use, and one on a fresh
- * read-only connection to the file, which finds a file that was removed, replaced or made
- * unreadable under the running server (the open connection would go on answering from its cache).
+ * Whether the metadata database answers: a query on the connection in use, and a read of the
+ * file's header, which finds a file removed, replaced or made unreadable under the running server
+ * (the open connection would go on answering from its cache and the write-ahead log).
  */
 export function probeDatabase(path: string, live: Database.Database): ProbeResult {
-  let fresh: Database.Database | undefined;
+  let fd: number | undefined;
   try {
     live.prepare("SELECT COUNT(*) FROM repos").pluck().get();
-    fresh = new Database(path, { readonly: true, fileMustExist: true });
-    fresh.prepare("SELECT COUNT(*) FROM sqlite_master").pluck().get();
+    fd = openSync(path, "r");
+    const header = Buffer.alloc(sqliteMagic.length);
+    readSync(fd, header, 0, header.length, 0);
+    if (!header.equals(sqliteMagic))
+      throw new NotADatabaseError("the file does not start with SQLite's header");
     return { name: "metadata", ok: true };
   } catch (err) {
     return {
@@ -60,10 +71,6 @@ export function probeDatabase(path: string, live: Database.Database): ProbeResul
       error: `the metadata database ${path} does not answer (${codeOf(err)}): ${(err as Error).message}`,
     };
   } finally {
-    try {
-      fresh?.close();
-    } catch {
-      // Nothing to release after a failed open.
-    }
+    if (fd !== undefined) closeSync(fd);
   }
 }
