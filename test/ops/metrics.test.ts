@@ -1,10 +1,11 @@
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { basic, writeHtpasswd } from "../helpers/htpasswd.ts";
-import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
+import { type RunningKagami, repoRoot, startKagami } from "../helpers/kagami.ts";
 import { parsePrometheusText, type Scrape } from "../helpers/prom-text.ts";
 import { type PushedImage, pushImage } from "../helpers/push.ts";
 import { RegistryProxy } from "../helpers/registry-proxy.ts";
@@ -208,6 +209,25 @@ describe.runIf(hasTool("docker-registry"))("metrics after a push, a mirrored pul
       );
     }
   }, 30_000);
+});
+
+describe("the Grafana dashboard", () => {
+  it("queries only metrics Kagami serves", async () => {
+    const k = await startKagami({ config: { extensions: metricsOn } });
+    try {
+      const m = await scrape(k.url);
+      const dashboard = readFileSync(join(repoRoot, "examples", "grafana-dashboard.json"), "utf8");
+      const used = new Set(
+        [...dashboard.matchAll(/\b((?:kagami|process|nodejs)_[a-z0-9_]+)/g)].map((x) =>
+          x[1]!.replace(/_(bucket|sum|count)$/, ""),
+        ),
+      );
+      expect(used.size).toBeGreaterThan(10);
+      for (const name of used) expect(m.types.has(name), name).toBe(true);
+    } finally {
+      await k.destroy();
+    }
+  });
 });
 
 /** The config blob's size, as the manifest records it. */
