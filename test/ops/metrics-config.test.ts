@@ -1,15 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../src/config/config.ts";
-
-function problems(raw: unknown): string[] {
-  try {
-    parseConfig(raw);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  return [];
-}
+import { parseConfig } from "../../src/config/config.ts";
+import { configProblems as problems } from "../helpers/config-problems.ts";
 
 const storage = { rootDirectory: "/tmp/kagami-config-test" };
 

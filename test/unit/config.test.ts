@@ -2,18 +2,11 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfigFile, parseConfig } from "../../src/config/config.ts";
+import { loadConfigFile, parseConfig } from "../../src/config/config.ts";
 import { parseDuration } from "../../src/config/duration.ts";
+import { configProblems } from "../helpers/config-problems.ts";
 
-function problems(raw: unknown): string[] {
-  try {
-    parseConfig(raw);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  return [];
-}
+const problems = configProblems;
 
 describe("config", () => {
   it("loads zot's example config unchanged, warning about what it does not implement", () => {
