@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -209,6 +210,21 @@ describe.runIf(hasTool("docker-registry"))("metrics after a push, a mirrored pul
       );
     }
   }, 30_000);
+
+  it.runIf(hasTool("promtool"))(
+    "passes promtool's checks (Kagami's own families: prom-client's defaults break its naming lint)",
+    async () => {
+      const text = await (await fetch(`${k.url}/metrics`)).text();
+      const ours = text
+        .split(/(?=^# HELP )/m)
+        .filter((block) => block.startsWith("# HELP kagami_"))
+        .join("");
+      expect(ours).toContain("kagami_mirror_cache_requests_total{");
+      const checked = spawnSync("promtool", ["check", "metrics"], { input: ours, encoding: "utf8" });
+      expect(`${checked.stdout}${checked.stderr}`.trim()).toBe("");
+      expect(checked.status).toBe(0);
+    },
+  );
 });
 
 describe("the Grafana dashboard", () => {
