@@ -38,7 +38,8 @@ export function requestMetrics(metrics: PrometheusMetrics): Koa.Middleware {
       ctx.res.once("close", () => {
         const match = matchRoute(ctx.method, ctx.path);
         const kind = match.kind === "ok" ? kindOf(match.route.endpoint) : "other";
-        const status = ctx.res.headersSent ? ctx.res.statusCode : 500;
+        // 499, as nginx logs it: the client went away before any answer was sent.
+        const status = ctx.res.headersSent ? ctx.res.statusCode : 499;
         // A chunked body has no Content-Length: what the socket read meanwhile is that body (and its framing).
         const bytesIn = declared
           ? Number(declared) || 0
