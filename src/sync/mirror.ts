@@ -244,7 +244,7 @@ export class Mirror {
     const allowed = refusedAt < 0 ? routes : routes.slice(0, refusedAt);
     const filtered = refusedAt < 0 ? "" : this.filterRefusal(reference, routes[refusedAt]!);
     if (allowed.length === 0) {
-      if (cached) return;
+      if (cached) return lookup(true);
       throw new RegistryError(
         "MANIFEST_UNKNOWN",
         `tag '${reference}' of '${localRepo}' is not mirrored: ${filtered}`,
