@@ -8,6 +8,8 @@ export interface AccessControlConfig {
   groups?: Record<string, { users?: string[] }>;
   repositories?: Record<string, RepoPolicyConfig>;
   adminPolicy?: { users?: string[]; groups?: string[]; actions?: Action[] };
+  /** Who may read the metrics endpoint, as zot's `accessControl.metrics`. */
+  metrics?: { users?: string[]; anonymousPolicy?: Action[] };
 }
 
 export interface RepoPolicyConfig {
@@ -91,6 +93,18 @@ export class AccessPolicy {
     return !!policy.defaultPolicy?.includes(action);
   }
 
+  /**
+   * Whether the caller may read the metrics, as zot decides: without access control whoever got
+   * past authentication may; with it, anonymous callers only under `metrics.anonymousPolicy: ["read"]`
+   * and signed-in users only when `metrics.users` names them (admins included: zot grants them nothing here).
+   */
+  mayReadMetrics(who: Identity): boolean {
+    if (!this.acl) return who !== undefined || !this.authEnabled;
+    const m = this.acl.metrics;
+    if (!who) return !!m?.anonymousPolicy?.includes("read");
+    return !!m?.users?.includes(who.user);
+  }
+
   /** Whether the caller may read anything at all: decides 401 versus an empty list on `_catalog` and `/v2/`. */
   mayReadSomewhere(who: Identity): boolean {
     if (!this.acl) return who !== undefined || !this.authEnabled;
@@ -114,5 +128,6 @@ export function normalizeAccessControl(raw: Record<string, unknown>): AccessCont
   const out: AccessControlConfig = { repositories };
   if (raw.groups) out.groups = raw.groups as AccessControlConfig["groups"];
   if (raw.adminPolicy) out.adminPolicy = raw.adminPolicy as AccessControlConfig["adminPolicy"];
+  if (raw.metrics) out.metrics = raw.metrics as AccessControlConfig["metrics"];
   return out;
 }

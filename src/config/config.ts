@@ -54,6 +54,8 @@ export interface KagamiConfig {
   redirect?: RedirectConfig;
   /** `extensions.artifacts` (Kagami's), when present and enabled. */
   artifacts?: ArtifactsConfig;
+  /** `extensions.metrics`, when enabled: where the Prometheus text is served. */
+  metrics?: { path: string };
   /** The file it came from, if any. */
   source?: string;
 }
@@ -242,7 +244,7 @@ function collectWarnings(value: Record<string, unknown>): ConfigProblem[] {
   }
   const extensions = value.extensions as Record<string, unknown> | undefined;
   for (const ext of Object.keys(extensions ?? {})) {
-    if (ext !== "sync" && ext !== "redirect" && ext !== "artifacts")
+    if (ext !== "sync" && ext !== "redirect" && ext !== "artifacts" && ext !== "metrics")
       out.push({
         path: `extensions.${ext}`,
         message: "this extension is not implemented yet and is ignored",
@@ -373,6 +375,11 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
   if (redirect) config.redirect = normalizeRedirect(redirect, (p) => resolve(p));
   const artifacts = normalizeArtifacts(tree, config.http.address);
   if (artifacts) config.artifacts = artifacts;
+  const metrics = (
+    tree as { extensions?: { metrics?: { enable?: boolean; prometheus?: { path?: string } } } }
+  ).extensions?.metrics;
+  // zot serves nothing unless enable is true; an empty path is its default, /metrics.
+  if (metrics?.enable === true) config.metrics = { path: metrics.prometheus?.path || "/metrics" };
   if (source) config.source = source;
   return { config, warnings };
 }

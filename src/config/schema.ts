@@ -261,7 +261,22 @@ export const configSchema = {
         redirect: redirectSchema,
         artifacts: artifactsSchema,
         search: section,
-        metrics: section,
+        metrics: {
+          type: "object",
+          properties: {
+            enable: { type: "boolean" },
+            prometheus: {
+              type: "object",
+              properties: {
+                path: {
+                  type: "string",
+                  pattern: "^(/(?!v2(/|$))[^?#]*)?$",
+                  description: 'a URL path such as "/metrics", outside /v2/',
+                },
+              },
+            },
+          },
+        },
         scrub: section,
         lint: section,
         ui: section,

@@ -9,7 +9,8 @@ import { parseReference, type Reference } from "../oci/reference.ts";
 import { BlobFiles } from "../store/blob-files.ts";
 import { ByteLru } from "../store/byte-lru.ts";
 import { collectGarbage, type GcResult } from "../store/gc.ts";
-import { type ManifestRow, Metadata, type TagGuard } from "../store/metadata.ts";
+import { type ManifestRow, Metadata, type RepoUsage, type TagGuard } from "../store/metadata.ts";
+import { type ProbeResult, probeDatabase, probeWritable } from "../store/probe.ts";
 import { Uploads } from "../store/uploads.ts";
 import type {
   BlobContent,
@@ -52,6 +53,16 @@ export class LocalRegistry implements Registry {
 
   close(): void {
     this.meta.close();
+  }
+
+  /** Readiness: the storage directory takes a write and the metadata database answers. */
+  async probe(): Promise<ProbeResult[]> {
+    return [await probeWritable(this.root), probeDatabase(join(this.root, "kagami.db"), this.meta.db)];
+  }
+
+  /** Bytes and counts per repository (see Metadata.usage). */
+  usage(): RepoUsage[] {
+    return this.meta.usage();
   }
 
   /** Removes blobs no manifest references, older than `delayMs` (see store/gc.ts). */

@@ -30,6 +30,11 @@ export class Stores {
     return this.root;
   }
 
+  /** Each store with the sub-path prefix it serves ("" for the root store). */
+  entries(): { prefix: string; store: LocalRegistry }[] {
+    return [{ prefix: "", store: this.root }, ...this.subs];
+  }
+
   all(): LocalRegistry[] {
     return [this.root, ...this.subs.map((s) => s.store)];
   }

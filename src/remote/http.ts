@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import { Agent, request } from "undici";
+import type { UpstreamExchange } from "../metrics/sink.ts";
 import type { ErrorCode } from "../oci/errors.ts";
 import { type Challenge, parseChallenges } from "./challenge.ts";
 import type { BasicCredentials, CredentialLookup } from "./credentials.ts";
@@ -74,6 +75,8 @@ export interface HttpClientOptions {
   /** What a person should change when an https:// URL on `host` turns out to serve plain HTTP. */
   plainHttpAdvice?: (host: string) => string;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
+  /** Told of every exchange with the upstream (each attempt, token requests aside), for metrics. */
+  onExchange?: (e: UpstreamExchange) => void;
   /** Hears every redirect followed, so a caller can tell where content was really served from. */
   onRedirect?: (info: RedirectHop) => void;
 }
@@ -432,12 +435,23 @@ export class HttpClient {
         ? AbortSignal.any([req.signal, timer.signal])
         : timer.signal
       : req.signal;
+    const started = process.hrtime.bigint();
+    const report = (status: number, bytes: number) =>
+      this.opts.onExchange?.({
+        host: new URL(origin).host,
+        method: req.method,
+        status,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        bytes,
+      });
     try {
       const res = await this.exchange(origin, { ...req, ...(signal ? { signal } : {}) }, auth);
+      report(res.status, req.method === "HEAD" ? 0 : Number(res.headers["content-length"] ?? 0) || 0);
       if (req.method === "HEAD") done();
       else whenBodyDone(res.body, done);
       return res;
     } catch (err) {
+      report(0, 0);
       done();
       throw timer?.signal.aborted && !req.signal?.aborted ? timer.signal.reason : err;
     }

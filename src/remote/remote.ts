@@ -18,6 +18,7 @@ import type { BasicCredentials, CredentialLookup } from "./credentials.ts";
 import { UpstreamError } from "./errors.ts";
 import {
   HttpClient,
+  type HttpClientOptions,
   type HttpRequest,
   type HttpResponse,
   type RedirectHop,
@@ -81,6 +82,7 @@ export interface RemoteRegistryOptions {
   dockerHub?: boolean;
   onRetry?: (info: { url: string; attempt: number; delay: number; reason: string }) => void;
   onRedirect?: (info: RedirectHop) => void;
+  onExchange?: HttpClientOptions["onExchange"];
 }
 
 const acceptManifests = manifestTypes.join(", ");
@@ -122,6 +124,7 @@ export class RemoteRegistry implements Registry {
     if (opts.credentials) httpOpts.credentials = opts.credentials;
     if (opts.onRetry) httpOpts.onRetry = opts.onRetry;
     if (opts.onRedirect) httpOpts.onRedirect = opts.onRedirect;
+    if (opts.onExchange) httpOpts.onExchange = opts.onExchange;
     if (opts.requestTimeout !== undefined) httpOpts.requestTimeout = opts.requestTimeout;
     if (opts.maxConcurrentRequests !== undefined) httpOpts.maxConcurrentRequests = opts.maxConcurrentRequests;
     if (opts.requestsPerSecond !== undefined) httpOpts.requestsPerSecond = opts.requestsPerSecond;

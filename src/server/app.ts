@@ -11,6 +11,7 @@ import { blobHandlers } from "./blobs.ts";
 import type { AppDeps, Ctx } from "./context.ts";
 import { listingHandlers } from "./listing.ts";
 import { manifestHandlers } from "./manifests.ts";
+import { requestMetrics, serveMetrics } from "./metrics.ts";
 import { refuseWriteIntoMirror } from "./mirror-writes.ts";
 import { nsRepository } from "./ns.ts";
 import { type Endpoint, matchRoute } from "./routes.ts";
@@ -128,7 +129,7 @@ function artifactFront(deps: AppDeps): Koa.Middleware[] {
 /** The Koa application: distribution-spec routes over the local registry. */
 export function createApp(deps: AppDeps): Koa {
   const { logger } = deps;
-  const app = createBaseApp(logger, artifactFront(deps));
+  const app = createBaseApp(logger, [requestMetrics(deps.metrics), ...artifactFront(deps)]);
   const canRead = (ctx: Ctx, repo: string) => ctx.state.canRead(repo);
 
   const m = manifestHandlers(deps);
@@ -160,6 +161,18 @@ export function createApp(deps: AppDeps): Koa {
   router.get("/_kagami/health", (ctx) => {
     ctx.body = { status: "ok" };
   });
+  // zot's probes; open to all, as zot's are: a kubelet or a HEALTHCHECK sends no credentials.
+  const answer = (ctx: Koa.Context, a: { status: number; body: unknown }) => {
+    ctx.set("Cache-Control", "no-store");
+    ctx.status = a.status;
+    ctx.body = a.body;
+  };
+  router.get("/livez", (ctx) => answer(ctx, deps.health.live()));
+  router.get("/startupz", (ctx) => answer(ctx, deps.health.startup()));
+  router.get("/readyz", async (ctx) => answer(ctx, await deps.health.ready()));
+  if (deps.config.metrics) {
+    router.get(deps.config.metrics.path, (ctx) => serveMetrics(ctx as Ctx, deps.metrics, deps.access()));
+  }
   router.get("/_kagami/token", (ctx) => deps.access().issueToken(ctx as Ctx));
   router.get("/_kagami/sync", async (ctx) => {
     const access = deps.access();

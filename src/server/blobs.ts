@@ -162,6 +162,8 @@ export function blobHandlers({ stores }: AppDeps) {
     const registry = stores.for(repo);
     let size = await registry.blobSize(repo, digest);
     let mirrored: MirroredBlob | undefined;
+    if (size !== undefined && ctx.state.mirror?.isMirrored(repo))
+      ctx.state.mirror.metrics.cacheLookup("blob", true);
     if (size === undefined) {
       const m = ctx.state.mirror;
       if (m && withBody) {

@@ -2,12 +2,14 @@ import type { Context } from "koa";
 import type { Logger } from "pino";
 import type { Action, Identity } from "../auth/policy.ts";
 import type { KagamiConfig } from "../config/config.ts";
+import type { PrometheusMetrics } from "../metrics/prometheus.ts";
 import type { RedirectRules } from "../redirect/rules.ts";
 import type { Stores } from "../registry/stores.ts";
 import type { Mirror } from "../sync/mirror.ts";
 import type { SyncScheduler } from "../sync/scheduler.ts";
 import type { AccessState } from "./access.ts";
 import type { ArtifactService } from "./artifacts-service.ts";
+import type { Health } from "./health.ts";
 
 export interface AppDeps {
   /** The local stores; `stores.for(repo)` is the one that holds a repository. */
@@ -23,6 +25,8 @@ export interface AppDeps {
   redirects?: RedirectRules;
   /** Release files (`extensions.artifacts`), mounted under `artifacts.prefix` when that is set. */
   artifacts?: ArtifactService;
+  metrics: PrometheusMetrics;
+  health: Health;
 }
 
 export interface RouteState {

@@ -4,6 +4,7 @@ import { createServer as createHttps } from "node:https";
 import type { Logger } from "pino";
 import { ArtifactError } from "../artifacts/errors.ts";
 import type { KagamiConfig } from "../config/config.ts";
+import { PrometheusMetrics } from "../metrics/prometheus.ts";
 import { ClientAddressError } from "../redirect/client-ip.ts";
 import { Redirector } from "../redirect/redirector.ts";
 import { RedirectRules } from "../redirect/rules.ts";
@@ -15,6 +16,7 @@ import { createApp } from "./app.ts";
 import { type ArtifactService, openArtifactService } from "./artifacts-service.ts";
 import { answerClientErrors } from "./client-errors.ts";
 import { gcSchedule } from "./gc-schedule.ts";
+import { Health, storeChecks } from "./health.ts";
 import { createRedirectorApp } from "./redirector-app.ts";
 import { watchConfig } from "./reload.ts";
 import { applyHttpTimeouts } from "./timeouts.ts";
@@ -29,6 +31,16 @@ export interface RunningServer {
 }
 
 const purgeIntervalMs = 3_600_000;
+
+/** package.json's version, for kagami_build_info; "unknown" when it cannot be read. */
+function kagamiVersion(): string {
+  try {
+    const url = new URL("../../package.json", import.meta.url);
+    return (JSON.parse(readFileSync(url, "utf8")) as { version?: string }).version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
 
 export async function startServer(config: KagamiConfig, logger: Logger): Promise<RunningServer> {
   // Read before anything is opened: a missing certificate is then a failure with nothing to undo.
@@ -72,6 +84,7 @@ async function run(
       try {
         const r = await store.collectGarbage(config.storage.gcDelayMs);
         logger.info({ ...r, store: store.root }, "garbage collection finished");
+        metrics.storageChanged();
       } catch (err) {
         logger.warn({ err, store: store.root }, "garbage collection failed");
       }
@@ -82,14 +95,20 @@ async function run(
     : undefined;
 
   let access = AccessState.create(config.http, logger);
-  let mirror = config.sync ? new Mirror(config.sync, stores, logger) : undefined;
+  const metrics = new PrometheusMetrics({
+    usage: () => stores.all().flatMap((s) => s.usage()),
+    busy: (): boolean => (mirror?.activeFetches ?? 0) > 0,
+    version: kagamiVersion(),
+  });
+  const health = new Health(storeChecks(stores), logger);
+  let mirror: Mirror | undefined = config.sync ? new Mirror(config.sync, stores, logger, metrics) : undefined;
   let sync = mirror ? new SyncScheduler(mirror, stores, logger) : undefined;
   sync?.start();
   const stopWatching = watchConfig(config, logger, (next) => {
     access = AccessState.create(next.http, logger, access);
     if (JSON.stringify(next.sync) !== JSON.stringify(mirror?.config)) {
       const old = { mirror, sync };
-      mirror = next.sync ? new Mirror(next.sync, stores, logger) : undefined;
+      mirror = next.sync ? new Mirror(next.sync, stores, logger, metrics) : undefined;
       sync = mirror ? new SyncScheduler(mirror, stores, logger) : undefined;
       sync?.start();
       old.sync?.stop();
@@ -133,6 +152,8 @@ async function run(
     mirror: () => mirror,
     sync: () => sync,
     redirects,
+    metrics,
+    health,
   });
   const http = await listen(config, app.callback(), tls).catch(async (err: unknown) => {
     // Nothing listens, so nothing may keep the process up: the config watcher and the sync
@@ -142,6 +163,7 @@ async function run(
     throw err;
   });
   const { server, url } = http;
+  health.markStarted();
   logger.info({ url, storage: config.storage.rootDirectory }, "kagami listening");
 
   let closing: Promise<void> | undefined;

@@ -316,4 +316,47 @@ export class Metadata {
   uploadIds(): Set<string> {
     return new Set(this.q.allUploadIds.all() as string[]);
   }
+
+  /**
+   * Bytes and counts per repository, from aggregates over the primary keys (no file is read):
+   * blob bytes as linked into the repository plus its manifests' own bytes.
+   */
+  usage(): RepoUsage[] {
+    const byRepo = new Map<string, RepoUsage>();
+    const at = (repo: string) => {
+      let u = byRepo.get(repo);
+      if (!u) {
+        u = { repo, bytes: 0, blobs: 0, manifests: 0, tags: 0 };
+        byRepo.set(repo, u);
+      }
+      return u;
+    };
+    const blobs = this.db.prepare(
+      "SELECT rb.repo AS repo, COUNT(*) AS n, COALESCE(SUM(b.size), 0) AS bytes FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest GROUP BY rb.repo",
+    );
+    for (const r of blobs.all() as { repo: string; n: number; bytes: number }[]) {
+      const u = at(r.repo);
+      u.blobs = r.n;
+      u.bytes += r.bytes;
+    }
+    const manifests = this.db.prepare(
+      "SELECT repo, COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM manifests GROUP BY repo",
+    );
+    for (const r of manifests.all() as { repo: string; n: number; bytes: number }[]) {
+      const u = at(r.repo);
+      u.manifests = r.n;
+      u.bytes += r.bytes;
+    }
+    const tags = this.db.prepare("SELECT repo, COUNT(*) AS n FROM tags GROUP BY repo");
+    for (const r of tags.all() as { repo: string; n: number }[]) at(r.repo).tags = r.n;
+    return [...byRepo.values()];
+  }
+}
+
+export interface RepoUsage {
+  repo: string;
+  bytes: number;
+  blobs: number;
+  manifests: number;
+  tags: number;
 }

@@ -113,6 +113,11 @@ export class BlobFetcher {
     return this.inflight.size;
   }
 
+  /** Whether a fetch of `digest` is under way (a `fetch` now would join it). */
+  has(digest: string): boolean {
+    return this.inflight.has(digest);
+  }
+
   /** Starts the fetch of `digest` for `repo`, or joins the one under way. */
   fetch(repo: string, digest: string, openUpstream: BlobOpener): InflightBlob {
     const existing = this.inflight.get(digest);

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import type { Logger } from "pino";
 import type { SyncConfig, SyncRegistryConfig } from "../config/config.ts";
+import { type MirrorMetrics, noMetrics } from "../metrics/sink.ts";
 import { isDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
@@ -75,6 +76,7 @@ export class Mirror {
     readonly config: SyncConfig,
     private readonly stores: Stores,
     private readonly logger: Logger,
+    readonly metrics: MirrorMetrics = noMetrics,
   ) {
     this.state = new SyncState(stores.root.meta.db);
     if (config.credentialsFile) {
@@ -141,6 +143,7 @@ export class Mirror {
       if (r.maxIdleConnsPerHost !== undefined) opts.maxIdleConnections = r.maxIdleConnsPerHost;
       if (r.certDir) opts.certDir = r.certDir;
       if (this.credentials) opts.credentials = this.credentials;
+      opts.onExchange = (e) => this.metrics.upstreamExchange(e);
       u = new RemoteRegistry(opts);
       this.upstreams.set(index, u);
     }
@@ -205,7 +208,10 @@ export class Mirror {
     if (!byDigest && !isValidTag(reference)) return;
     const key = `${localRepo}|${reference}`;
     const running = this.manifestFlights.get(key);
-    if (running) return running;
+    if (running) {
+      this.metrics.singleFlightJoin("manifest");
+      return running;
+    }
     const flight = this.refresh(localRepo, reference, byDigest, routes).finally(() =>
       this.manifestFlights.delete(key),
     );
@@ -215,15 +221,22 @@ export class Mirror {
 
   private async refresh(localRepo: string, reference: string, byDigest: boolean, routes: UpstreamRoute[]) {
     const cached = await this.stores.for(localRepo).headManifest(localRepo, reference);
+    // Each lookup counts once: a hit when the cached manifest is what gets served, else a miss.
+    let counted = false;
+    const lookup = (hit: boolean) => {
+      if (!counted) this.metrics.cacheLookup("manifest", hit);
+      counted = true;
+    };
     if (byDigest) {
-      if (cached) return;
+      if (cached) return lookup(true);
     } else if (cached) {
       const seen = this.state.tag(localRepo, reference);
       // A tag pushed here, not fetched, is local content: never overwritten from upstream.
       if (!seen) return;
       const interval = this.config.registries[routes[0]!.index]?.manifestCheckIntervalMs ?? 0;
-      if (Date.now() - seen.checkedAt < interval) return;
+      if (Date.now() - seen.checkedAt < interval) return lookup(true);
     }
+    if (!cached) lookup(false);
     // A content rule's tag filter is final: a tag it refuses is not looked for at a later upstream,
     // which would serve another registry's image under this name.
     const accessory = byDigest ? false : await this.isAccessoryOfPresent(localRepo, reference);
@@ -231,7 +244,7 @@ export class Mirror {
     const allowed = refusedAt < 0 ? routes : routes.slice(0, refusedAt);
     const filtered = refusedAt < 0 ? "" : this.filterRefusal(reference, routes[refusedAt]!);
     if (allowed.length === 0) {
-      if (cached) return;
+      if (cached) return lookup(true);
       throw new RegistryError(
         "MANIFEST_UNKNOWN",
         `tag '${reference}' of '${localRepo}' is not mirrored: ${filtered}`,
@@ -248,14 +261,22 @@ export class Mirror {
       const negKey = `${route.index}|${route.upstreamRepo}|${reference}`;
       const neg = this.negative.get(negKey);
       if (neg && neg.until > Date.now()) {
+        this.metrics.negativeCacheHit();
         if (neg.error) failures.push(`${where}: ${neg.error.message} (remembered)`);
         else notFoundAt.push(where);
         continue;
       }
+      let checking = false;
       try {
         if (cached && !byDigest) {
+          checking = true;
           const head = await upstream.headManifest(route.upstreamRepo, reference);
+          checking = false;
           this.ok(route.index);
+          this.metrics.freshnessCheck(
+            !head ? "gone" : head.digest === cached.digest ? "unchanged" : "changed",
+          );
+          lookup(head === undefined || head.digest === cached.digest);
           if (head && head.digest === cached.digest) {
             this.state.checked(localRepo, reference, head.digest, upstream.name);
             return;
@@ -294,6 +315,7 @@ export class Mirror {
         ) {
           throw err;
         }
+        if (checking) this.metrics.freshnessCheck("failed");
         this.failed(route.index, err);
         const e =
           err instanceof RegistryError ? err : new RegistryError("MANIFEST_UNKNOWN", (err as Error).message);
@@ -302,6 +324,7 @@ export class Mirror {
       }
     }
     if (cached) {
+      lookup(true);
       this.logger.warn(
         { repo: localRepo, reference, failures },
         "upstream check failed; serving the cached manifest, possibly stale",
@@ -466,8 +489,11 @@ export class Mirror {
     const routes = this.routes(localRepo);
     if (routes.length === 0) return undefined;
     const claim = this.claim(localRepo, digest);
+    if (claim !== "no") this.metrics.cacheLookup("blob", claim === "linked");
     if (claim !== "fetch") return claim === "linked" ? "linked" : undefined;
-    const flight = this.fetcher(localRepo).fetch(localRepo, digest, () => this.openBlob(routes, digest));
+    const fetcher = this.fetcher(localRepo);
+    if (fetcher.has(digest)) this.metrics.singleFlightJoin("blob");
+    const flight = fetcher.fetch(localRepo, digest, () => this.openBlob(routes, digest));
     let found: boolean;
     try {
       found = await flight.ready;
@@ -492,6 +518,7 @@ export class Mirror {
     if (routes.length === 0) return undefined;
     const claim = this.claim(localRepo, digest);
     if (claim === "no") return undefined;
+    this.metrics.cacheLookup("blob", claim === "linked");
     if (claim === "linked") return this.stores.for(localRepo).meta.blobInRepo(localRepo, digest);
     const failures: string[] = [];
     for (const route of routes) {

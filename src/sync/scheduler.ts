@@ -142,7 +142,10 @@ export class SyncScheduler {
     await Promise.all(Array.from({ length: Math.min(repoConcurrency, queue.length) }, worker));
     summary.finishedAt = Date.now();
     summary.durationMs = summary.finishedAt - started;
-    if (!summary.dryRun) this.mirror.state.recordRun(summary);
+    if (!summary.dryRun) {
+      this.mirror.state.recordRun(summary);
+      this.mirror.metrics.syncRun(upstream.name, summary.errors.length === 0);
+    }
     this.logger.info(
       {
         upstream: upstream.name,

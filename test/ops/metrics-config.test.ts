@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/config.ts";
+import { configProblems as problems } from "../helpers/config-problems.ts";
+
+const storage = { rootDirectory: "/tmp/kagami-config-test" };
+
+describe("extensions.metrics", () => {
+  it("serves metrics only when enabled, at zot's default path unless another is written", () => {
+    const on = (metrics: unknown) => parseConfig({ storage, extensions: { metrics } });
+    expect(on({ enable: true, prometheus: { path: "/metrics" } }).config.metrics).toEqual({
+      path: "/metrics",
+    });
+    expect(on({ enable: true, prometheus: { path: "/ops/prom" } }).config.metrics).toEqual({
+      path: "/ops/prom",
+    });
+    expect(on({ enable: true }).config.metrics).toEqual({ path: "/metrics" });
+    expect(on({ enable: true, prometheus: { path: "" } }).config.metrics).toEqual({ path: "/metrics" });
+    expect(on({ enable: false, prometheus: { path: "/metrics" } }).config.metrics).toBeUndefined();
+    expect(on({}).config.metrics).toBeUndefined();
+    expect(parseConfig({ storage }).config.metrics).toBeUndefined();
+    // Implemented now: no "not implemented" warning.
+    expect(on({ enable: true }).warnings).toEqual([]);
+  });
+
+  it("refuses unknown fields and a path that is not one, or that the registry API owns", () => {
+    expect(problems({ storage, extensions: { metrics: { enable: true, port: 9100 } } })).toEqual([
+      expect.stringMatching(/^extensions\.metrics\.port: unknown field/),
+    ]);
+    for (const path of ["metrics", "/v2/metrics", "/v2", "/m?x=1"]) {
+      expect(
+        problems({ storage, extensions: { metrics: { enable: true, prometheus: { path } } } }),
+        path,
+      ).toEqual([expect.stringMatching(/^extensions\.metrics\.prometheus\.path: /)]);
+    }
+    expect(problems({ storage, extensions: { metrics: { enable: "yes" } } })).toEqual([
+      expect.stringMatching(/^extensions\.metrics\.enable: /),
+    ]);
+  });
+
+  it("keeps accessControl.metrics for the metrics endpoint, not as a repository pattern", () => {
+    const { config } = parseConfig({
+      storage,
+      http: {
+        auth: { htpasswd: { path: "/x" } },
+        accessControl: {
+          metrics: { users: ["prom"], anonymousPolicy: ["read"] },
+          "**": { defaultPolicy: ["read"] },
+        },
+      },
+    });
+    expect(config.http.accessControl?.metrics).toEqual({ users: ["prom"], anonymousPolicy: ["read"] });
+    expect(Object.keys(config.http.accessControl?.repositories ?? {})).toEqual(["**"]);
+    expect(
+      problems({ storage, http: { accessControl: { metrics: { users: ["prom"], bogus: true } } } }),
+    ).toEqual([expect.stringMatching(/^http\.accessControl\.metrics\.bogus: unknown field/)]);
+  });
+});
