@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs";
 import { createServer as createHttp, type Server } from "node:http";
-import { createServer as createHttps } from "node:https";
+import { createServer as createHttps, type Server as HttpsServer } from "node:https";
 import type { Logger } from "pino";
 import type { KagamiConfig } from "../config/config.ts";
 import { Stores } from "../registry/stores.ts";
@@ -12,6 +11,7 @@ import { answerClientErrors } from "./client-errors.ts";
 import { gcSchedule } from "./gc-schedule.ts";
 import { watchConfig } from "./reload.ts";
 import { applyHttpTimeouts } from "./timeouts.ts";
+import { readTlsPair, type TlsPair, watchTlsFiles } from "./tls-reload.ts";
 
 export interface RunningServer {
   server: Server;
@@ -25,9 +25,7 @@ const purgeIntervalMs = 3_600_000;
 
 export async function startServer(config: KagamiConfig, logger: Logger): Promise<RunningServer> {
   // Read before anything is opened: a missing certificate is then a failure with nothing to undo.
-  const tls = config.http.tls
-    ? { cert: readFileSync(config.http.tls.cert), key: readFileSync(config.http.tls.key) }
-    : undefined;
+  const tls = config.http.tls ? readTlsPair(config.http.tls) : undefined;
   const stores = await Stores.open(config.storage);
   try {
     return await run(config, logger, stores, tls);
@@ -41,7 +39,7 @@ async function run(
   config: KagamiConfig,
   logger: Logger,
   stores: Stores,
-  tls: { cert: Buffer; key: Buffer } | undefined,
+  tls: TlsPair | undefined,
 ): Promise<RunningServer> {
   const purge = async () => {
     for (const store of stores.all()) {
@@ -86,10 +84,12 @@ async function run(
       logger.info({ registries: next.sync?.registries.length ?? 0 }, "sync configuration applied");
     }
   });
+  let stopTlsWatch: (() => void) | undefined;
   const stopTimers = () => {
     clearInterval(timer);
     stopGc?.();
     stopWatching();
+    stopTlsWatch?.();
   };
   const stopServices = async () => {
     access.close();
@@ -128,6 +128,7 @@ async function run(
     await stopServices();
     throw err;
   }
+  if (config.http.tls) stopTlsWatch = watchTlsFiles(server as HttpsServer, config.http.tls, logger);
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.http.port;
   const scheme = config.http.tls ? "https" : "http";
