@@ -6,6 +6,7 @@ import { checkConfigFiles } from "../config/files.ts";
 import { CredentialsError, loadZotCredentials } from "../remote/credentials.ts";
 import { createLogger } from "../server/logger.ts";
 import { startServer } from "../server/serve.ts";
+import { backupCommand } from "./backup.ts";
 import { copyCommand } from "./copy.ts";
 import { gcCommand } from "./gc.ts";
 import { exportCommand, importCommand } from "./import-export.ts";
@@ -21,6 +22,7 @@ Usage:
   kagami copy SRC DST             copy an image between registries, layouts and archives
   kagami import FILE|DIR          load an oci-archive, OCI layout or docker save tar into the local store
   kagami export REF FILE          write images of the local store to an oci-archive
+  kagami backup [--config FILE] DIR  back up metadata and blobs, beside a running server
   kagami --version
 
 The configuration uses zot's JSON format; see docs/configuration.md.`;
@@ -113,6 +115,7 @@ const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
   copy: copyCommand,
   import: importCommand,
   export: exportCommand,
+  backup: backupCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
