@@ -30,12 +30,13 @@ FROM ${APP_SOURCE} AS app
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
+ARG CREATED=
 LABEL org.opencontainers.image.title="kagami" \
       org.opencontainers.image.description="A self-hosted, OCI-compliant container registry and pull-through mirror" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.documentation="https://github.com/kagami-registry/kagami/blob/main/docs/operations.md"
+      org.opencontainers.image.created="${CREATED}"
 ENV NODE_ENV=production
 COPY --from=app /app /app
 COPY examples/container/config.json /etc/kagami/config.json
