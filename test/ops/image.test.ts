@@ -4,8 +4,10 @@
  * application from the prebuilt/ context (APP_SOURCE=prebuilt) instead of npm; what users build
  * runs `npm ci` in the build stage instead, which needs the network. The image is then unpacked
  * with umoci and its entrypoint run in that root filesystem as the image's user, with its
- * environment and working directory (`podman run` cannot set rlimits in this sandbox; see
- * test/clients/podman.test.ts). skopeo pushes and pulls through it, and Kagami stores its own image.
+ * environment and working directory: `podman run` cannot start a container in this sandbox (crun and
+ * runc both fail to set RLIMIT_NOFILE/RLIMIT_NPROC, with --ulimit host, with the current limits
+ * passed explicitly and with --cgroups=disabled). skopeo pushes and pulls through it, and Kagami
+ * stores its own image.
  */
 import type { ChildProcess } from "node:child_process";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
@@ -13,6 +15,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ClientEnv, canRun, getManifest, makeClientEnv, run } from "../clients/common.ts";
 import { buildImageLayout } from "../fixtures/images.ts";
+import { repoRoot } from "../helpers/kagami.ts";
 import { freePort, waitForHttp } from "../helpers/net.ts";
 import { hasTool } from "../helpers/tools.ts";
 import {
@@ -122,6 +125,9 @@ describe.skipIf(!ready)("container image", () => {
     expect(c.Labels["org.opencontainers.image.licenses"]).toBe("Apache-2.0");
     expect(c.Labels["org.opencontainers.image.revision"]).toBe("image-test");
     expect(c.Labels["org.opencontainers.image.title"]).toBe("kagami");
+    // the Dockerfile's default VERSION must follow package.json
+    const pkg = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as { version: string };
+    expect(c.Labels["org.opencontainers.image.version"]).toBe(pkg.version);
     // what umoci made of it for a runtime
     expect(proc.user).toMatchObject({ uid: 1000, gid: 1000 });
     expect(proc.cwd).toBe("/var/lib/kagami");
@@ -200,9 +206,18 @@ describe.skipIf(!ready)("container image", () => {
     expect(check.code, check.out).toBe(readyz.status === 200 ? 0 : 1);
   });
 
-  it("shuts down cleanly on its STOPSIGNAL", async () => {
+  it("shuts down cleanly on its STOPSIGNAL, and serves the volume's content after a restart", async () => {
     server!.kill("SIGTERM");
     expect(await exited(server!)).toBe(0);
     expect(log).toContain('"msg":"kagami stopped"');
+
+    log = "";
+    server = runInRootfs(rootfs, proc);
+    server.stdout?.on("data", (d: Buffer) => (log += d.toString()));
+    server.stderr?.on("data", (d: Buffer) => (log += d.toString()));
+    await waitForHttp(`http://${host}/v2/`);
+    expect((await getManifest(`http://${host}`, "kagami", "test")).status).toBe(200);
+    server.kill("SIGTERM");
+    expect(await exited(server)).toBe(0);
   });
 });
