@@ -128,7 +128,8 @@ async function run(
     await stopServices();
     throw err;
   }
-  if (config.http.tls) stopTlsWatch = watchTlsFiles(server as HttpsServer, config.http.tls, logger);
+  if (config.http.tls && tls)
+    stopTlsWatch = watchTlsFiles(server as HttpsServer, config.http.tls, tls, logger);
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.http.port;
   const scheme = config.http.tls ? "https" : "http";

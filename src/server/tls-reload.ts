@@ -28,10 +28,11 @@ export function readTlsPair(files: TlsFiles): TlsPair {
 export function watchTlsFiles(
   server: Server,
   files: TlsFiles,
+  inUse: TlsPair,
   logger: Logger,
   intervalMs = 1000,
 ): () => void {
-  let current = readTlsPair(files);
+  let current = inUse;
   const reload = () => {
     let next: TlsPair;
     try {
