@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Kagami container image.
 #
 #   docker build -t kagami .            (or: podman build --format docker -t kagami .)
