@@ -88,7 +88,8 @@ describe.runIf(hasTool("openssl"))("TLS certificate rotation", () => {
     const pid = k.proc.pid;
     copyFileSync(next.key, files().key);
     await until("the new certificate", async () => (await servedFingerprint(k.port)) === nextFp);
-    expect(k.output()).toContain("TLS certificate reloaded");
+    // the log is written asynchronously: it may trail the new certificate a little
+    await until("the reload's log line", async () => k.output().includes("TLS certificate reloaded"));
     expect(await statusTrusting(k.port, next.caCert)).toBe(200);
     expect(await statusTrusting(k.port, old.caCert)).not.toBe(200);
     expect(k.proc.pid).toBe(pid);
