@@ -6,6 +6,7 @@ import { checkConfigFiles } from "../config/files.ts";
 import { CredentialsError, loadZotCredentials } from "../remote/credentials.ts";
 import { createLogger } from "../server/logger.ts";
 import { startServer } from "../server/serve.ts";
+import { backupCommand } from "./backup.ts";
 import { copyCommand } from "./copy.ts";
 import { gcCommand } from "./gc.ts";
 import { exportCommand, importCommand } from "./import-export.ts";
@@ -27,6 +28,7 @@ Usage:
   kagami export REF FILE          write images of the local store to an oci-archive
   kagami promote --manifest FILE  promote images by digest as an image promoter manifest lists them (dry run unless --confirm)
   kagami validate --registry URL  pull, download and check access as registry.k8s.io's mirror validation does
+  kagami backup [--config FILE] DIR  back up metadata and blobs, beside a running server
   kagami --version
 
 The configuration uses zot's JSON format; see docs/configuration.md.`;
@@ -122,6 +124,7 @@ const ownFlags: Record<string, (args: string[]) => Promise<number>> = {
   export: exportCommand,
   promote: promoteCommand,
   validate: validateCommand,
+  backup: backupCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

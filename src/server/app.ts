@@ -61,6 +61,8 @@ export function createBaseApp(logger: Logger, before: Koa.Middleware[] = []): Ko
               bytesIn,
               durationMs: Number(process.hrtime.bigint() - started) / 1e6,
               remote,
+              // Who the access rules saw: absent for anonymous callers and requests that never reached them.
+              user: (ctx.state as Partial<Ctx["state"]>).identity?.user,
               aborted: !ctx.res.writableFinished,
             },
             "request",

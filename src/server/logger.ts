@@ -10,6 +10,8 @@ export function createLogger(log: KagamiConfig["log"]): Logger {
       level: log.level,
       base: { service: "kagami" },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // "error", not 50: log pipelines and people filter on names (zot logs names too).
+      formatters: { level: (label) => ({ level: label }) },
       // Credentials must never reach a log line, whatever a caller passes along.
       redact: {
         paths: [

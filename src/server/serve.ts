@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createServer as createHttp, type RequestListener, type Server } from "node:http";
-import { createServer as createHttps } from "node:https";
+import { createServer as createHttps, type Server as HttpsServer } from "node:https";
 import type { Logger } from "pino";
 import { ArtifactError } from "../artifacts/errors.ts";
 import type { KagamiConfig } from "../config/config.ts";
@@ -20,6 +20,7 @@ import { Health, storeChecks } from "./health.ts";
 import { createRedirectorApp } from "./redirector-app.ts";
 import { watchConfig } from "./reload.ts";
 import { applyHttpTimeouts } from "./timeouts.ts";
+import { readTlsPair, type TlsPair, watchTlsFiles } from "./tls-reload.ts";
 
 export interface RunningServer {
   server: Server;
@@ -44,9 +45,7 @@ function kagamiVersion(): string {
 
 export async function startServer(config: KagamiConfig, logger: Logger): Promise<RunningServer> {
   // Read before anything is opened: a missing certificate is then a failure with nothing to undo.
-  const tls = config.http.tls
-    ? { cert: readFileSync(config.http.tls.cert), key: readFileSync(config.http.tls.key) }
-    : undefined;
+  const tls = config.http.tls ? readTlsPair(config.http.tls) : undefined;
   if (config.redirect?.mode === "redirector") return startRedirector(config, logger, tls);
   // Network files are read before the store opens: a bad one stops the start with nothing to undo.
   const redirects = config.redirect ? loadRedirectRules(config, logger) : undefined;
@@ -63,7 +62,7 @@ async function run(
   config: KagamiConfig,
   logger: Logger,
   stores: Stores,
-  tls: Tls | undefined,
+  tls: TlsPair | undefined,
   redirects: RedirectRules | undefined,
 ): Promise<RunningServer> {
   const purge = async () => {
@@ -116,10 +115,12 @@ async function run(
       logger.info({ registries: next.sync?.registries.length ?? 0 }, "sync configuration applied");
     }
   });
+  let stopTlsWatch: (() => void) | undefined;
   const stopTimers = () => {
     clearInterval(timer);
     stopGc?.();
     stopWatching();
+    stopTlsWatch?.();
   };
   let artifacts: ArtifactService | undefined;
   const stopServices = async () => {
@@ -163,6 +164,8 @@ async function run(
     throw err;
   });
   const { server, url } = http;
+  if (config.http.tls && tls)
+    stopTlsWatch = watchTlsFiles(server as HttpsServer, config.http.tls, tls, logger);
   health.markStarted();
   logger.info({ url, storage: config.storage.rootDirectory }, "kagami listening");
 
@@ -184,8 +187,6 @@ async function run(
   };
 }
 
-type Tls = { cert: Buffer; key: Buffer };
-
 function loadRedirectRules(config: KagamiConfig, logger: Logger): RedirectRules {
   return RedirectRules.load(config.redirect!, (url, err) =>
     logger.warn({ url, err: (err as Error).message }, "blob copy check failed"),
@@ -193,7 +194,7 @@ function loadRedirectRules(config: KagamiConfig, logger: Logger): RedirectRules 
 }
 
 /** Serves `handler` on the configured address. */
-async function listen(config: KagamiConfig, handler: RequestListener, tls: Tls | undefined) {
+async function listen(config: KagamiConfig, handler: RequestListener, tls: TlsPair | undefined) {
   const server = tls ? createHttps(tls, handler) : createHttp(handler);
   answerClientErrors(server);
   // Large layers over slow links: never cut a healthy upload or download by a fixed request timeout.
@@ -236,7 +237,7 @@ async function drain(server: Server, config: KagamiConfig, logger: Logger): Prom
 async function startRedirector(
   config: KagamiConfig,
   logger: Logger,
-  tls: Tls | undefined,
+  tls: TlsPair | undefined,
 ): Promise<RunningServer> {
   const redirector = new Redirector(config.redirect!, loadRedirectRules(config, logger));
   const { server, url } = await listen(config, createRedirectorApp(redirector, logger).callback(), tls);

@@ -401,8 +401,8 @@ export function serverFailures(reg: Registry): string[] {
     .filter((line) => {
       if (!line.startsWith("{")) return line.trim() !== "";
       try {
-        const r = JSON.parse(line) as { level?: number; status?: number };
-        return (r.level ?? 0) >= 50 || (r.status ?? 0) >= 500;
+        const r = JSON.parse(line) as { level?: string; status?: number };
+        return r.level === "error" || r.level === "fatal" || (r.status ?? 0) >= 500;
       } catch {
         return true;
       }
