@@ -113,6 +113,10 @@ export class BlobFetcher {
     return this.inflight.size;
   }
 
+  isFetching(digest: string): boolean {
+    return this.inflight.has(digest);
+  }
+
   /** Starts the fetch of `digest` for `repo`, or joins the one under way. */
   fetch(repo: string, digest: string, openUpstream: BlobOpener): InflightBlob {
     const existing = this.inflight.get(digest);
