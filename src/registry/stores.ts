@@ -32,13 +32,14 @@ export class Stores {
     readonly housekeeping: StoreHousekeeping[],
   ) {}
 
-  static async open(storage: KagamiConfig["storage"]): Promise<Stores> {
-    const root = await LocalRegistry.open(storage.rootDirectory);
+  /** `clock` stamps pushes and pulls (retention tests set it). */
+  static async open(storage: KagamiConfig["storage"], clock?: () => number): Promise<Stores> {
+    const root = await LocalRegistry.open(storage.rootDirectory, clock);
     const subs: { prefix: string; store: LocalRegistry }[] = [];
     const housekeeping: StoreHousekeeping[] = [withOptions(root, storage)];
     try {
       for (const sp of storage.subPaths ?? []) {
-        const store = await LocalRegistry.open(sp.rootDirectory);
+        const store = await LocalRegistry.open(sp.rootDirectory, clock);
         subs.push({ prefix: sp.prefix, store });
         housekeeping.push(withOptions(store, sp));
       }
