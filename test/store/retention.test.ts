@@ -10,11 +10,21 @@ import { day, putImage, TestClock } from "./helpers.ts";
 
 const t0 = Date.UTC(2026, 0, 31);
 
+interface FixtureConfig {
+  storage: {
+    rootDirectory: string;
+    retention: { dryRun?: boolean; policies: unknown[] };
+    subPaths: Record<string, { rootDirectory: string }>;
+  };
+}
+
 /** zot's example retention config (test/fixtures/zot-configs/retention.json), stores under `dir`. */
-async function fixtureConfig(dir: string, edit: (raw: Record<string, any>) => void = () => {}) {
-  const raw = JSON.parse(await readFile(join(repoRoot, "test/fixtures/zot-configs/retention.json"), "utf8"));
+async function fixtureConfig(dir: string, edit: (raw: FixtureConfig) => void = () => {}) {
+  const raw = JSON.parse(
+    await readFile(join(repoRoot, "test/fixtures/zot-configs/retention.json"), "utf8"),
+  ) as FixtureConfig;
   raw.storage.rootDirectory = join(dir, "root");
-  raw.storage.subPaths["/a"].rootDirectory = join(dir, "a");
+  raw.storage.subPaths["/a"]!.rootDirectory = join(dir, "a");
   edit(raw);
   const file = join(dir, "config.json");
   await writeFile(file, JSON.stringify(raw));
