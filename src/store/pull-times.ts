@@ -3,7 +3,7 @@ import type Database from "better-sqlite3";
 /** A manifest pulled again within this long is not written again: retention counts days, not seconds. */
 const resolutionMs = 60_000;
 /** Pending pulls are written together this often, in one transaction. */
-const flushEveryMs = 15_000;
+const flushEveryMs = 5_000;
 
 /**
  * Last-pull times of manifests, for retention (`pulledWithin`, `mostRecentlyPulledCount`) and the
