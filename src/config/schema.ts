@@ -78,6 +78,7 @@ const cacheQuota = {
     dryRun: { type: "boolean" },
   },
   anyOf: [{ required: ["maxSize"] }, { required: ["minFreeSpace"] }],
+  description: "an object with maxSize, minFreeSpace or both (see docs/retention.md)",
 };
 
 const storageFields = {
