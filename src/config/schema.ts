@@ -21,7 +21,7 @@ const port = {
   ],
 };
 
-const goRegexpField = {
+const goRegexp = {
   type: "string",
   format: "regex",
   description: "a Go (RE2) regular expression, as zot reads it: no backreferences or lookaround",
@@ -54,7 +54,7 @@ const retention = {
             items: {
               type: "object",
               properties: {
-                patterns: { type: "array", items: goRegexpField },
+                patterns: { type: "array", items: goRegexp },
                 pulledWithin: duration,
                 pushedWithin: duration,
                 mostRecentlyPushedCount: count,
@@ -120,12 +120,6 @@ const repoPolicy = {
     defaultPolicy: actions,
     anonymousPolicy: actions,
   },
-};
-
-const goRegexp = {
-  type: "string",
-  format: "regex",
-  description: "a Go (RE2) regular expression, as zot reads it: no backreferences or lookaround",
 };
 
 const positiveInt = { type: "integer", minimum: 1, description: "an integer greater than 0" };

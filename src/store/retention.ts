@@ -1,4 +1,4 @@
-import picomatch from "picomatch";
+import { globMatch } from "../config/glob.ts";
 import { compileGoRegexp } from "../config/go-regexp.ts";
 import type { Metadata } from "./metadata.ts";
 
@@ -48,19 +48,9 @@ interface TagFacts extends ManifestFacts {
   tag: string;
 }
 
-const globCache = new Map<string, (s: string) => boolean>();
-function globMatches(glob: string, repo: string): boolean {
-  let m = globCache.get(glob);
-  if (!m) {
-    m = picomatch(glob, { dot: true });
-    globCache.set(glob, m);
-  }
-  return m(repo);
-}
-
 /** The policy zot applies to `repo`: the first whose globs match; undefined leaves the repository alone. */
 export function policyFor(opts: RetentionOptions, repo: string): RetentionPolicy | undefined {
-  return opts.policies.find((p) => p.repositories.some((g) => globMatches(g, repo)));
+  return opts.policies.find((p) => p.repositories.some((g) => globMatch(g, repo)));
 }
 
 function newestFirst(tags: TagFacts[], key: "pushedAt" | "pulledAt", n: number): TagFacts[] {
