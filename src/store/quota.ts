@@ -165,18 +165,21 @@ export async function planQuota(
   };
   if (needBytes === 0) return plan;
 
-  // An image: a mirrored manifest no other manifest of its repository names, with the manifests
-  // it names and its referrers.
-  const isChild = new Set<string>();
-  for (const ref of refs) if (ref.kind === "manifest") isChild.add(key(ref.repo, ref.child));
+  // Parents of each child manifest: a child another image's index also lists stays with that image.
+  const parentsOf = new Map<string, string[]>();
+  for (const ref of refs)
+    if (ref.kind === "manifest" && byKey.has(key(ref.repo, ref.parent)))
+      append(parentsOf, key(ref.repo, ref.child), key(ref.repo, ref.parent));
   const referrersOf = new Map<string, ManifestRow[]>();
   for (const r of rows) {
     if (r.subject === null) continue;
     const k = key(r.repo, r.subject);
     append(referrersOf, k, r);
   }
+  // An image: a mirrored manifest no other manifest of its repository names, with the manifests
+  // it names and its referrers.
   const images = rows
-    .filter((r) => r.mirrored && r.subject === null && !isChild.has(key(r.repo, r.digest)))
+    .filter((r) => r.mirrored && r.subject === null && !parentsOf.has(key(r.repo, r.digest)))
     .map((top) => {
       const members: ManifestRow[] = [];
       const seen = new Set<string>();
@@ -187,7 +190,8 @@ export async function planQuota(
         members.push(m);
         for (const ref of refsOf.get(k) ?? []) {
           const child = ref.kind === "manifest" ? byKey.get(key(m.repo, ref.child)) : undefined;
-          if (child) visit(child);
+          const shared = parentsOf.get(key(m.repo, ref.child))?.some((p) => !seen.has(p));
+          if (child && !shared) visit(child);
         }
         for (const r of referrersOf.get(k) ?? []) visit(r);
       };

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { enforceQuota } from "../../src/registry/housekeeping.ts";
 import { LocalRegistry } from "../../src/registry/local.ts";
 import { applyQuota, type CacheQuotaOptions, planQuota } from "../../src/store/quota.ts";
+import { ociIndex, ociManifest } from "../helpers/push.ts";
 import { putImage, TestClock } from "./helpers.ts";
 
 const t0 = Date.UTC(2026, 0, 31);
@@ -118,5 +119,34 @@ describe("cacheQuota: least recently pulled mirrored images go first", () => {
     const local = await reg.getManifest("team/app", "v1");
     const layer = JSON.parse(local!.bytes.toString()).layers[0].digest as string;
     expect(await reg.blobSize("team/app", layer)).toBe(50_000);
+  });
+
+  it("an index's child that another index also lists stays when the older index goes", async () => {
+    clock.t = t0 - 20 * hour;
+    const child = await putImage(reg, "mirror/multi", undefined, "platform", { mirrored: true });
+    const own = await putImage(reg, "mirror/multi", undefined, "only-in-a", { mirrored: true });
+    const index = (children: string[], note: string) =>
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: ociIndex,
+          manifests: children.map((digest) => ({ mediaType: ociManifest, digest, size: 1 })),
+          annotations: { note },
+        }),
+      );
+    const a = await reg.putManifest("mirror/multi", "a", index([child, own], "a"), ociIndex, {
+      mirrored: true,
+    });
+    clock.t = t0 - 5 * hour;
+    const b = await reg.putManifest("mirror/multi", "b", index([child], "b"), ociIndex, { mirrored: true });
+    clock.t = t0;
+    const plan = await planQuota(reg.meta, dir, opts({ maxSize: 0 }), t0);
+    const first = plan.evict[0]!;
+    expect(first.digest).toBe(a.digest);
+    expect(first.manifests.sort()).toEqual([a.digest, own].sort());
+    await applyQuota(reg.meta, reg.files, { ...plan, evict: [first], blobs: [] });
+    expect(await reg.headManifest("mirror/multi", "b")).toMatchObject({ digest: b.digest });
+    expect(await reg.headManifest("mirror/multi", child)).toBeDefined();
+    expect(await reg.headManifest("mirror/multi", own)).toBeUndefined();
   });
 });
