@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { enforceQuota } from "../../src/registry/housekeeping.ts";
 import { LocalRegistry } from "../../src/registry/local.ts";
@@ -92,6 +93,19 @@ describe("cacheQuota: least recently pulled mirrored images go first", () => {
     expect(recent.evict).toEqual([]);
     expect(recent.protectedImages).toBe(3);
     expect(recent.freedBytes).toBeLessThan(recent.needBytes);
+
+    // Said as a warning, long before the disk is full.
+    const lines: string[] = [];
+    const logger = pino({ level: "info" }, { write: (l: string) => lines.push(l) });
+    await enforceQuota(
+      { store: reg, cacheQuota: opts({ maxSize: 0, keepPulledWithinMs: 1.5 * hour }) },
+      { dryRun: false, now: t0, busy, logger },
+    );
+    const warning = lines
+      .map((l) => JSON.parse(l) as { level: number; msg: string })
+      .find((l) => l.level === 40);
+    expect(warning?.msg).toMatch(/cache quota of .* cannot be met/);
+    for (const name of ["old", "middle", "young"]) expect(await present(name)).toBe(true);
   });
 
   it("dryRun reports and deletes nothing", async () => {

@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { loadConfigFile } from "../../src/config/config.ts";
 import { housekeep } from "../../src/registry/housekeeping.ts";
 import { Stores } from "../../src/registry/stores.ts";
-import { repoRoot } from "../helpers/kagami.ts";
+import { type RunningKagami, repoRoot, startKagami } from "../helpers/kagami.ts";
+import { pushImage } from "../helpers/push.ts";
 import { day, putImage, TestClock } from "./helpers.ts";
 
 const t0 = Date.UTC(2026, 0, 31);
@@ -173,5 +174,42 @@ describe("storage.retention (zot's policies)", () => {
     expect(again!.retentionApplied).toBe(false);
     expect(again!.retention).toHaveLength(2);
     expect(await has("tmp/x", stale)).toBe(true);
+  });
+});
+
+describe("retention runs with the periodic garbage collection", () => {
+  let k: RunningKagami | undefined;
+  afterEach(async () => {
+    await k?.destroy();
+  });
+
+  it("deletes the tags no rule keeps, and their images, at the next collection", async () => {
+    k = await startKagami({
+      config: {
+        storage: {
+          gc: true,
+          gcDelay: "0s",
+          gcInterval: "1s",
+          retention: {
+            delay: "0s",
+            policies: [{ repositories: ["team/**"], keepTags: [{ patterns: ["^keep"] }] }],
+          },
+        },
+      },
+    });
+    const kept = await pushImage(k.url, "team/app", "keep-1");
+    const dropped = await pushImage(k.url, "team/app", "drop-1");
+    const other = await pushImage(k.url, "other/app", "drop-1");
+    const status = async (repo: string, ref: string) =>
+      (await fetch(`${k!.url}/v2/${repo}/manifests/${ref}`, { method: "HEAD" })).status;
+    for (let i = 0; i < 300 && (await status("team/app", dropped.digest)) !== 404; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await status("team/app", dropped.digest)).toBe(404);
+    expect(await status("team/app", "drop-1")).toBe(404);
+    expect(await status("team/app", "keep-1")).toBe(200);
+    expect(await status("team/app", kept.digest)).toBe(200);
+    // No policy names other/app.
+    expect(await status("other/app", other.digest)).toBe(200);
+    expect(k.output()).toMatch(/"module":"retention".*"tag":"drop-1"/);
   });
 });
