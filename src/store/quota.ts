@@ -98,6 +98,9 @@ export async function planQuota(
   now: number,
   busy: Busy = () => false,
 ): Promise<QuotaPlan> {
+  // Everything after this await runs without yielding, and so does applyQuota after it: no pull
+  // can slip in between what the plan saw and what is deleted.
+  const freeBytes = opts.minFreeSpace !== undefined ? await freeSpace(root) : undefined;
   meta.pulls.flush();
   const db = meta.db;
   const rows = db
@@ -148,7 +151,6 @@ export async function planQuota(
   let mirroredBytes = 0;
   for (const d of holders.keys()) if (!localHeld.has(d)) mirroredBytes += sizes.get(d) ?? 0;
 
-  const freeBytes = opts.minFreeSpace !== undefined ? await freeSpace(root) : undefined;
   const needBytes = Math.max(
     0,
     opts.maxSize !== undefined ? mirroredBytes - opts.maxSize : 0,
@@ -253,16 +255,13 @@ export async function applyQuota(meta: Metadata, files: BlobFiles, plan: QuotaPl
        AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = @digest)
        AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE child = @digest)`,
   );
+  const childrenOf = db.prepare("SELECT child FROM manifest_refs WHERE repo = ? AND parent = ?").pluck();
   const gone: string[] = [];
   db.transaction(() => {
     for (const image of plan.evict) {
       const children = new Set<string>();
       for (const m of image.manifests) {
-        for (const c of db
-          .prepare("SELECT child FROM manifest_refs WHERE repo = ? AND parent = ?")
-          .pluck()
-          .all(image.repo, m) as string[])
-          children.add(c);
+        for (const c of childrenOf.all(image.repo, m) as string[]) children.add(c);
         meta.deleteManifest(image.repo, m);
       }
       for (const digest of children) unlink.run({ repo: image.repo, digest });
