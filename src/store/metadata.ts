@@ -327,14 +327,15 @@ export class Metadata {
   }
 
   /**
-   * Marks an image copied from an upstream (the manifest and the manifests it names) as the mirror's,
+   * Marks an image copied from an upstream (the manifest, the manifests it names, its referrers) as the mirror's,
    * so the cache quota may evict it; a periodic sync stores through the copy engine, which cannot say so.
    */
   markMirrored(repo: string, digest: string): void {
     this.db
       .prepare(
-        `WITH RECURSIVE tree(d) AS (SELECT @digest UNION
-           SELECT r.child FROM manifest_refs r JOIN tree ON r.parent = tree.d WHERE r.repo = @repo AND r.kind = 'manifest')
+        `WITH RECURSIVE tree(d) AS (SELECT @digest
+           UNION SELECT r.child FROM manifest_refs r JOIN tree ON r.parent = tree.d WHERE r.repo = @repo AND r.kind = 'manifest'
+           UNION SELECT m.digest FROM manifests m JOIN tree ON m.subject = tree.d WHERE m.repo = @repo)
          UPDATE manifests SET mirrored = 1 WHERE repo = @repo AND digest IN (SELECT d FROM tree)`,
       )
       .run({ repo, digest });

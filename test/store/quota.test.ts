@@ -163,4 +163,14 @@ describe("cacheQuota: least recently pulled mirrored images go first", () => {
     expect(await reg.headManifest("mirror/multi", child)).toBeDefined();
     expect(await reg.headManifest("mirror/multi", own)).toBeUndefined();
   });
+
+  it("an image periodic sync copied is the mirror's, with its referrers", async () => {
+    clock.t = t0 - 30 * hour;
+    const image = await putImage(reg, "synced/app", "v1", "synced");
+    const sbom = await putImage(reg, "synced/app", undefined, "sbom", { subject: image });
+    reg.meta.markMirrored("synced/app", image);
+    const plan = await planQuota(reg.meta, dir, opts({ maxSize: 0 }), t0);
+    expect(plan.evict[0]).toMatchObject({ repo: "synced/app", digest: image });
+    expect(plan.evict[0]!.manifests.sort()).toEqual([image, sbom].sort());
+  });
 });
