@@ -58,7 +58,8 @@ const expected: Record<string, Expected> = {
   "docker-compat-sync.json": { valid: true, names: [] },
   "cluster-member.json": { valid: true, names: ["cluster"] },
   "scheduler.json": { valid: true, names: ["scheduler"] },
-  "gc-stress.json": { valid: true, names: ["storage.retention"] },
+  "gc-stress.json": { valid: true, names: [] },
+  "retention.json": { valid: true, names: [] },
   "mixed-case.json": { valid: true, names: [] },
   "policy-conditions.json": {
     valid: false,

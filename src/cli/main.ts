@@ -21,7 +21,7 @@ Usage:
   kagami serve [--config FILE]    serve the registry (default: http://127.0.0.1:5000, data in ./storage)
   kagami verify --config FILE     check a configuration file and print every problem
   kagami sync [--config FILE]     run one periodic sync pass of extensions.sync now
-  kagami gc [--config FILE]       remove blobs no manifest references
+  kagami gc [--config FILE]       apply retention and the cache quota, remove unreferenced blobs
   kagami copy SRC DST             copy an image between registries, layouts and archives
   kagami mirror SRC DST | -f FILE mirror images as oc image mirror does, from arguments or mapping files
   kagami import FILE|DIR          load an oci-archive, OCI layout or docker save tar into the local store

@@ -4,16 +4,20 @@ import { Ajv, type ErrorObject } from "ajv";
 import cron from "node-cron";
 import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
+import type { CacheQuotaOptions } from "../store/quota.ts";
+import type { RetentionOptions } from "../store/retention.ts";
 import { type ArtifactsConfig, artifactsProblems, normalizeArtifacts } from "./artifacts.ts";
 import { parseDuration } from "./duration.ts";
 import { type GcTimeWindow, parseGcTimeWindow } from "./gc-window.ts";
 import { goRegexpProblem } from "./go-regexp.ts";
+import { type RawCacheQuota, type RawRetention, storeHousekeeping } from "./housekeeping.ts";
 import { isObject } from "./json.ts";
 import { normalizeKeys } from "./keys.ts";
 import { fieldPath, pointerToPath } from "./paths.ts";
 import { normalizeRedirect, type RedirectConfig, redirectProblems } from "./redirect.ts";
 import { configSchema } from "./schema.ts";
 import { unenforcedSecuritySettings } from "./security-fields.ts";
+import { parseSize } from "./size.ts";
 import { syncRuleProblems } from "./sync-rules.ts";
 import { zotRuleProblems } from "./zot-rules.ts";
 
@@ -31,8 +35,17 @@ export interface KagamiConfig {
     gcIntervalMs: number;
     /** A periodic collection that is due starts only inside this daily UTC window. */
     gcTimeWindow?: GcTimeWindow;
+    /** zot's storage.retention for the root store. */
+    retention?: RetentionOptions;
+    /** Kagami's size limit on the root store's mirrored content. */
+    cacheQuota?: CacheQuotaOptions;
     /** zot's subPaths: repositories under `prefix` are stored under their own root. */
-    subPaths?: { prefix: string; rootDirectory: string }[];
+    subPaths?: {
+      prefix: string;
+      rootDirectory: string;
+      retention?: RetentionOptions;
+      cacheQuota?: CacheQuotaOptions;
+    }[];
   };
   http: {
     address: string;
@@ -157,13 +170,11 @@ const notYet: Record<string, string> = {
   "storage.storageDriver": "only the local file system is supported; the driver is ignored",
   "storage.cacheDriver": "metadata always lives in SQLite under storage.rootDirectory",
   "storage.remoteCache": "metadata always lives in SQLite under storage.rootDirectory",
-  "storage.retention": "retention policies are not implemented yet",
   "storage.maxRepos": "a limit on the number of repositories is not implemented; ignored",
   "storage.redirectBlobURL": "blobs are always served by Kagami itself; ignored",
   "storage.subPaths.*.storageDriver": "only the local file system is supported; the driver is ignored",
   "storage.subPaths.*.cacheDriver": "metadata always lives in SQLite under the sub-path's rootDirectory",
   "storage.subPaths.*.remoteCache": "metadata always lives in SQLite under the sub-path's rootDirectory",
-  "storage.subPaths.*.retention": "retention policies are not implemented yet",
   "storage.subPaths.*.maxRepos": "a limit on the number of repositories is not implemented; ignored",
   "storage.subPaths.*.redirectBlobURL": "blobs are always served by Kagami itself; ignored",
   "storage.subPaths.*.gc": "garbage collection follows storage.gc for every sub-path",
@@ -224,6 +235,7 @@ function describe(err: ErrorObject): string {
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
 ajv.addFormat("go-duration", (v: string) => parseDuration(v) !== undefined);
 ajv.addFormat("regex", (v: string) => goRegexpProblem(v) === undefined);
+ajv.addFormat("byte-size", (v: string) => parseSize(v) !== undefined);
 ajv.addFormat("gc-window", (v: string) => typeof parseGcTimeWindow(v) !== "string");
 ajv.addFormat("semver-range", (v: string) => semver.validRange(v) !== null);
 ajv.addFormat("cron", (v: string) => cron.validate(v));
@@ -309,7 +321,12 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
       gcDelay?: string;
       gcInterval?: string;
       gcTimeWindow?: string;
-      subPaths?: Record<string, { rootDirectory: string }>;
+      retention?: RawRetention;
+      cacheQuota?: RawCacheQuota;
+      subPaths?: Record<
+        string,
+        { rootDirectory: string; retention?: RawRetention; cacheQuota?: RawCacheQuota }
+      >;
     };
     http?: {
       address?: string;
@@ -349,6 +366,7 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     },
     log: { level },
   };
+  Object.assign(config.storage, storeHousekeeping(r.storage ?? {}));
   const window = r.storage?.gcTimeWindow ? parseGcTimeWindow(r.storage.gcTimeWindow) : undefined;
   if (typeof window === "object") config.storage.gcTimeWindow = window;
   if (r.http?.readTimeout !== undefined) config.http.readTimeoutMs = parseDuration(r.http.readTimeout)!;
@@ -359,6 +377,7 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     config.storage.subPaths = Object.entries(r.storage.subPaths).map(([prefix, sp]) => ({
       prefix: prefix.replace(/^\/+|\/+$/g, ""),
       rootDirectory: resolve(sp.rootDirectory),
+      ...storeHousekeeping(sp),
     }));
   }
   if (r.http?.auth?.htpasswd) {

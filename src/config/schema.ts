@@ -23,6 +23,66 @@ const port = {
   ],
 };
 
+const goRegexp = {
+  type: "string",
+  format: "regex",
+  description: "a Go (RE2) regular expression, as zot reads it: no backreferences or lookaround",
+};
+const count = { type: "integer", minimum: 0, description: "an integer, 0 or more" };
+const byteSize = {
+  anyOf: [
+    { type: "integer", minimum: 0 },
+    { type: "string", format: "byte-size" },
+  ],
+  description: 'a size in bytes, or with a unit such as "500GiB", "1.5TB" or "800MB"',
+};
+
+/** zot's storage.retention, field for field. */
+const retention = {
+  type: "object",
+  properties: {
+    dryRun: { type: "boolean" },
+    delay: duration,
+    policies: {
+      type: "array",
+      items: {
+        type: "object",
+        properties: {
+          repositories: { type: "array", items: { type: "string" } },
+          deleteReferrers: { type: "boolean" },
+          deleteUntagged: { type: "boolean" },
+          keepTags: {
+            type: "array",
+            items: {
+              type: "object",
+              properties: {
+                patterns: { type: "array", items: goRegexp },
+                pulledWithin: duration,
+                pushedWithin: duration,
+                mostRecentlyPushedCount: count,
+                mostRecentlyPulledCount: count,
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+/** Kagami's limit on mirrored content in a store; zot has none. */
+const cacheQuota = {
+  type: "object",
+  properties: {
+    maxSize: byteSize,
+    minFreeSpace: byteSize,
+    keepPulledWithin: duration,
+    dryRun: { type: "boolean" },
+  },
+  anyOf: [{ required: ["maxSize"] }, { required: ["minFreeSpace"] }],
+  description: "an object with maxSize, minFreeSpace or both (see docs/retention.md)",
+};
+
 const storageFields = {
   rootDirectory: { type: "string", minLength: 1 },
   dedupe: { type: "boolean" },
@@ -39,7 +99,8 @@ const storageFields = {
   maxRepos: { type: "integer", minimum: 0 },
   remoteCache: { type: "boolean" },
   redirectBlobURL: { type: "boolean" },
-  retention: section,
+  retention,
+  cacheQuota,
   storageDriver: section,
   cacheDriver: section,
 };
@@ -61,12 +122,6 @@ const repoPolicy = {
     defaultPolicy: actions,
     anonymousPolicy: actions,
   },
-};
-
-const goRegexp = {
-  type: "string",
-  format: "regex",
-  description: "a Go (RE2) regular expression, as zot reads it: no backreferences or lookaround",
 };
 
 const positiveInt = { type: "integer", minimum: 1, description: "an integer greater than 0" };

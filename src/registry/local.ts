@@ -36,16 +36,20 @@ export class LocalRegistry implements Registry {
   readonly meta: Metadata;
   readonly uploads: Uploads;
 
-  private constructor(readonly root: string) {
+  private constructor(
+    readonly root: string,
+    clock?: () => number,
+  ) {
     this.files = new BlobFiles(root);
-    this.meta = new Metadata(join(root, "kagami.db"));
+    this.meta = new Metadata(join(root, "kagami.db"), clock);
     this.uploads = new Uploads(root, this.meta, this.files);
   }
 
-  static async open(root: string): Promise<LocalRegistry> {
+  /** `clock` stamps pushes and pulls (retention and quota tests set it). */
+  static async open(root: string, clock?: () => number): Promise<LocalRegistry> {
     const { mkdir } = await import("node:fs/promises");
     await mkdir(root, { recursive: true });
-    const reg = new LocalRegistry(root);
+    const reg = new LocalRegistry(root, clock);
     await reg.files.init();
     await reg.uploads.init();
     return reg;
@@ -68,6 +72,11 @@ export class LocalRegistry implements Registry {
   /** Removes blobs no manifest references, older than `delayMs` (see store/gc.ts). */
   collectGarbage(delayMs: number): Promise<GcResult> {
     return collectGarbage(this.meta, this.files, delayMs);
+  }
+
+  /** A client pulled this manifest: retention and the cache quota go by it (written in batches). */
+  notePull(repo: string, digest: string): void {
+    this.meta.pulls.note(repo, digest);
   }
 
   /** A reference that cannot exist (a malformed tag) is simply not found when reading or deleting. */
@@ -149,6 +158,7 @@ export class LocalRegistry implements Registry {
       },
       ref.kind === "tag" ? ref.tag : undefined,
       opts.tagGuard,
+      opts.mirrored,
     );
     const result: PutManifestResult = { digest };
     if (parsed.subject) result.subject = parsed.subject.digest;

@@ -1,5 +1,24 @@
 import type { KagamiConfig } from "../config/config.ts";
+import type { CacheQuotaOptions } from "../store/quota.ts";
+import type { RetentionOptions } from "../store/retention.ts";
 import { LocalRegistry } from "./local.ts";
+
+/** A store with the retention policies and cache quota configured for it. */
+export interface StoreHousekeeping {
+  store: LocalRegistry;
+  retention?: RetentionOptions;
+  cacheQuota?: CacheQuotaOptions;
+}
+
+function withOptions(
+  store: LocalRegistry,
+  o: { retention?: RetentionOptions; cacheQuota?: CacheQuotaOptions },
+): StoreHousekeeping {
+  const h: StoreHousekeeping = { store };
+  if (o.retention) h.retention = o.retention;
+  if (o.cacheQuota) h.cacheQuota = o.cacheQuota;
+  return h;
+}
 
 /**
  * zot's `storage.subPaths`: repositories under a path prefix live in a store (directory and
@@ -10,16 +29,27 @@ export class Stores {
     readonly root: LocalRegistry,
     /** Longest prefix first, so the most specific sub-path wins. */
     private readonly subs: { prefix: string; store: LocalRegistry }[],
+    readonly housekeeping: StoreHousekeeping[],
   ) {}
 
-  static async open(storage: KagamiConfig["storage"]): Promise<Stores> {
-    const root = await LocalRegistry.open(storage.rootDirectory);
+  /** `clock` stamps pushes and pulls (retention tests set it). */
+  static async open(storage: KagamiConfig["storage"], clock?: () => number): Promise<Stores> {
+    const root = await LocalRegistry.open(storage.rootDirectory, clock);
     const subs: { prefix: string; store: LocalRegistry }[] = [];
-    for (const sp of storage.subPaths ?? []) {
-      subs.push({ prefix: sp.prefix, store: await LocalRegistry.open(sp.rootDirectory) });
+    const housekeeping: StoreHousekeeping[] = [withOptions(root, storage)];
+    try {
+      for (const sp of storage.subPaths ?? []) {
+        const store = await LocalRegistry.open(sp.rootDirectory, clock);
+        subs.push({ prefix: sp.prefix, store });
+        housekeeping.push(withOptions(store, sp));
+      }
+    } catch (err) {
+      // A sub-path that cannot be opened (a newer schema, say) must not leave the others open.
+      for (const h of housekeeping) h.store.close();
+      throw err;
     }
     subs.sort((a, b) => b.prefix.length - a.prefix.length);
-    return new Stores(root, subs);
+    return new Stores(root, subs, housekeeping);
   }
 
   /** The store that holds `repo`. */

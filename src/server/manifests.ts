@@ -52,8 +52,10 @@ export function manifestHandlers({ stores }: AppDeps) {
     async get(ctx: Ctx) {
       const { repo, ref } = ctx.state;
       await ctx.state.mirror?.ensureManifest(repo, ref);
-      const m = await stores.for(repo).getManifest(repo, ref);
+      const store = stores.for(repo);
+      const m = await store.getManifest(repo, ref);
       if (!m) throw unknown(repo, ref);
+      store.notePull(repo, m.digest);
       ctx.status = 200;
       ctx.body = m.bytes;
       setHeaders(ctx, { "Content-Type": m.mediaType, "Docker-Content-Digest": m.digest });

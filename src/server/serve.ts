@@ -8,6 +8,8 @@ import { PrometheusMetrics } from "../metrics/prometheus.ts";
 import { ClientAddressError } from "../redirect/client-ip.ts";
 import { Redirector } from "../redirect/redirector.ts";
 import { RedirectRules } from "../redirect/rules.ts";
+import { enforceQuota, housekeep } from "../registry/housekeeping.ts";
+import type { LocalRegistry } from "../registry/local.ts";
 import { Stores } from "../registry/stores.ts";
 import { Mirror } from "../sync/mirror.ts";
 import { SyncScheduler } from "../sync/scheduler.ts";
@@ -32,6 +34,7 @@ export interface RunningServer {
 }
 
 const purgeIntervalMs = 3_600_000;
+const quotaCheckIntervalMs = 60_000;
 
 /** package.json's version, for kagami_build_info; "unknown" when it cannot be read. */
 function kagamiVersion(): string {
@@ -78,20 +81,46 @@ async function run(
   await purge();
   const timer = setInterval(purge, Math.min(purgeIntervalMs, config.storage.uploadMaxAgeMs));
   timer.unref();
+  let mirror: Mirror | undefined;
+  const busyIn = (store: LocalRegistry) => (digest: string) => mirror?.isFetching(store, digest) ?? false;
   const gc = async () => {
-    for (const store of stores.all()) {
+    for (const h of stores.housekeeping) {
       try {
-        const r = await store.collectGarbage(config.storage.gcDelayMs);
-        logger.info({ ...r, store: store.root }, "garbage collection finished");
+        const r = await housekeep(h, {
+          dryRun: false,
+          gcDelayMs: config.storage.gcDelayMs,
+          now: Date.now(),
+          busy: busyIn(h.store),
+          logger,
+        });
+        logger.info(
+          { ...r.gc, retention: r.retention.length, store: h.store.root },
+          "garbage collection finished",
+        );
         metrics.storageChanged();
       } catch (err) {
-        logger.warn({ err, store: store.root }, "garbage collection failed");
+        logger.warn({ err, store: h.store.root }, "garbage collection failed");
       }
     }
   };
   const stopGc = config.storage.gc
     ? gcSchedule(gc, config.storage.gcIntervalMs, config.storage.gcTimeWindow, logger)
     : undefined;
+  // The quota is not left to the daily collection: a mirror can fill a disk in an hour.
+  let quotaRunning = false;
+  const quotaTimer = setInterval(async () => {
+    if (quotaRunning) return;
+    quotaRunning = true;
+    for (const h of stores.housekeeping) {
+      if (!h.cacheQuota) continue;
+      await enforceQuota(h, { dryRun: false, now: Date.now(), busy: busyIn(h.store), logger }).then(
+        () => metrics.storageChanged(),
+        (err: unknown) => logger.warn({ err, store: h.store.root }, "cache quota check failed"),
+      );
+    }
+    quotaRunning = false;
+  }, quotaCheckIntervalMs);
+  quotaTimer.unref();
 
   let access = AccessState.create(config.http, logger);
   const metrics = new PrometheusMetrics({
@@ -100,7 +129,7 @@ async function run(
     version: kagamiVersion(),
   });
   const health = new Health(storeChecks(stores), logger);
-  let mirror: Mirror | undefined = config.sync ? new Mirror(config.sync, stores, logger, metrics) : undefined;
+  mirror = config.sync ? new Mirror(config.sync, stores, logger, metrics) : undefined;
   let sync = mirror ? new SyncScheduler(mirror, stores, logger) : undefined;
   sync?.start();
   const stopWatching = watchConfig(config, logger, (next) => {
@@ -118,6 +147,7 @@ async function run(
   let stopTlsWatch: (() => void) | undefined;
   const stopTimers = () => {
     clearInterval(timer);
+    clearInterval(quotaTimer);
     stopGc?.();
     stopWatching();
     stopTlsWatch?.();

@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { PullTimes } from "./pull-times.ts";
 import { notWritableCode, StorageNotWritableError } from "./read-only.ts";
 
 export interface ManifestRow {
@@ -29,7 +30,11 @@ export interface UploadRow {
   updatedAt: number;
 }
 
-const schema = `
+/**
+ * The schema as it stood before it was versioned (user_version 0): a database written by an
+ * older Kagami has exactly these tables, so it is migration 1 and runs as a no-op there.
+ */
+const baseline = `
 CREATE TABLE IF NOT EXISTS repos (
   name TEXT PRIMARY KEY,
   created_at INTEGER NOT NULL
@@ -82,6 +87,51 @@ CREATE TABLE IF NOT EXISTS uploads (
 ) WITHOUT ROWID;
 `;
 
+/**
+ * Migration i brings a database from user_version i to i + 1. Append only: a released migration
+ * never changes, since databases out there already ran it.
+ */
+const migrations: string[] = [
+  baseline,
+  // Retention and the mirror's cache quota need when a manifest was last pushed and pulled, and
+  // whether it came from an upstream (only that may be evicted to make room).
+  `ALTER TABLE manifests ADD COLUMN pushed_at INTEGER;
+   UPDATE manifests SET pushed_at = created_at;
+   ALTER TABLE manifests ADD COLUMN pulled_at INTEGER;
+   ALTER TABLE manifests ADD COLUMN mirrored INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX manifests_mirrored ON manifests (mirrored, pulled_at) WHERE mirrored = 1;`,
+];
+
+/** The schema version this build writes. */
+export const schemaVersion = migrations.length;
+
+/** The database was written by a newer Kagami: opening it could misread or damage what it holds. */
+export class SchemaTooNewError extends Error {
+  constructor(
+    readonly path: string,
+    readonly found: number,
+    readonly known: number,
+  ) {
+    super(
+      `metadata database ${path} has schema version ${found}, but this Kagami knows versions up to ${known}: ` +
+        "it was last opened by a newer Kagami. Run that newer version again, or restore the backup taken " +
+        "before the upgrade (database and blobs together) to go back to this one.",
+    );
+    this.name = "SchemaTooNewError";
+  }
+}
+
+/** Brings the schema to `schemaVersion` in one transaction: a failed migration leaves the old schema. */
+function migrate(db: Database.Database, path: string): void {
+  const found = db.pragma("user_version", { simple: true }) as number;
+  if (found > schemaVersion) throw new SchemaTooNewError(path, found, schemaVersion);
+  if (found === schemaVersion) return;
+  db.transaction(() => {
+    for (let v = found; v < schemaVersion; v++) db.exec(migrations[v]!);
+    db.pragma(`user_version = ${schemaVersion}`);
+  })();
+}
+
 type Row = Record<string, unknown>;
 
 function toManifest(r: Row): ManifestRow {
@@ -125,14 +175,25 @@ function openWritable(path: string): Database.Database {
  */
 export class Metadata {
   readonly db: Database.Database;
+  /** Manifest pulls, written in batches (see pull-times.ts). */
+  readonly pulls: PullTimes;
   private readonly q;
 
-  constructor(path: string) {
+  /** `clock` stamps pushes and pulls; tests of retention set it. */
+  constructor(
+    path: string,
+    readonly clock: () => number = Date.now,
+  ) {
     this.db = openWritable(path);
     // WAL with synchronous=NORMAL is durable against process crashes; FULL adds power-loss durability of the last commit.
     this.db.pragma("synchronous = FULL");
     this.db.pragma("busy_timeout = 5000");
-    this.db.exec(schema);
+    try {
+      migrate(this.db, path);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
     const db = this.db;
     this.q = {
       ensureRepo: db.prepare("INSERT OR IGNORE INTO repos (name, created_at) VALUES (?, ?)"),
@@ -151,10 +212,13 @@ export class Metadata {
       isReferenced: db.prepare("SELECT 1 FROM manifest_refs WHERE repo = ? AND child = ? LIMIT 1").pluck(),
       reposWithBlob: db.prepare("SELECT repo FROM repo_blobs WHERE digest = ? ORDER BY repo").pluck(),
       getManifest: db.prepare("SELECT * FROM manifests WHERE repo = ? AND digest = ?"),
+      // A manifest pushed again is pushed now; once pushed locally it is no longer the mirror's to evict.
       putManifest: db.prepare(
-        `INSERT INTO manifests (repo, digest, media_type, size, artifact_type, subject, annotations, created_at)
-         VALUES (@repo, @digest, @mediaType, @size, @artifactType, @subject, @annotations, @now)
-         ON CONFLICT (repo, digest) DO NOTHING`,
+        `INSERT INTO manifests (repo, digest, media_type, size, artifact_type, subject, annotations, created_at,
+           pushed_at, mirrored)
+         VALUES (@repo, @digest, @mediaType, @size, @artifactType, @subject, @annotations, @now, @now, @mirrored)
+         ON CONFLICT (repo, digest) DO UPDATE SET pushed_at = excluded.pushed_at,
+           mirrored = min(mirrored, excluded.mirrored)`,
       ),
       putRef: db.prepare(
         "INSERT OR IGNORE INTO manifest_refs (repo, parent, child, kind) VALUES (?, ?, ?, ?)",
@@ -180,9 +244,11 @@ export class Metadata {
       staleUploads: db.prepare("SELECT id FROM uploads WHERE updated_at < ?").pluck(),
       allUploadIds: db.prepare("SELECT id FROM uploads").pluck(),
     };
+    this.pulls = new PullTimes(db, clock);
   }
 
   close(): void {
+    this.pulls.close();
     this.db.close();
   }
 
@@ -238,8 +304,8 @@ export class Metadata {
    * `guard` sees where the tag points inside the same transaction, so what it allows cannot have
    * changed by the time the tag is written; a throw leaves nothing stored.
    */
-  putManifest(m: NewManifest, tag?: string, guard?: TagGuard): void {
-    const now = Date.now();
+  putManifest(m: NewManifest, tag?: string, guard?: TagGuard, mirrored = false): void {
+    const now = this.clock();
     this.db.transaction(() => {
       if (tag !== undefined) guard?.(this.resolveTag(m.repo, tag), m.digest);
       this.q.ensureRepo.run(m.repo, now);
@@ -253,10 +319,26 @@ export class Metadata {
         subject: m.subject,
         annotations: m.annotations ? JSON.stringify(m.annotations) : null,
         now,
+        mirrored: mirrored ? 1 : 0,
       });
       for (const ref of m.refs) this.q.putRef.run(m.repo, m.digest, ref.digest, ref.kind);
       if (tag !== undefined) this.q.putTag.run(m.repo, tag, m.digest, now);
     })();
+  }
+
+  /**
+   * Marks an image copied from an upstream (the manifest, the manifests it names, its referrers) as the mirror's,
+   * so the cache quota may evict it; a periodic sync stores through the copy engine, which cannot say so.
+   */
+  markMirrored(repo: string, digest: string): void {
+    this.db
+      .prepare(
+        `WITH RECURSIVE tree(d) AS (SELECT @digest
+           UNION SELECT r.child FROM manifest_refs r JOIN tree ON r.parent = tree.d WHERE r.repo = @repo AND r.kind = 'manifest'
+           UNION SELECT m.digest FROM manifests m JOIN tree ON m.subject = tree.d WHERE m.repo = @repo)
+         UPDATE manifests SET mirrored = 1 WHERE repo = @repo AND digest IN (SELECT d FROM tree)`,
+      )
+      .run({ repo, digest });
   }
 
   /** Deletes a manifest and every tag that points at it. */

@@ -122,6 +122,11 @@ export class Mirror {
     return n;
   }
 
+  /** Whether a blob of `store` is coming from an upstream now: the cache quota leaves its image alone. */
+  isFetching(store: LocalRegistry, digest: string): boolean {
+    return this.fetchers.get(store)?.has(digest) ?? false;
+  }
+
   upstream(index: number): RemoteRegistry {
     let u = this.upstreams.get(index);
     if (!u) {

@@ -1,5 +1,5 @@
-import picomatch from "picomatch";
 import type { SyncContent, SyncRegistryConfig } from "../config/config.ts";
+import { globMatch } from "../config/glob.ts";
 import { RegistryError } from "../oci/errors.ts";
 
 /** Where a local repository comes from: which upstream, under which name, by which content rule. */
@@ -22,16 +22,6 @@ function globPart(prefix: string): string {
   if (firstMeta < 0) return "";
   const cut = p.lastIndexOf("/", firstMeta);
   return trimSlashes(p.slice(cut + 1));
-}
-
-const matcherCache = new Map<string, (s: string) => boolean>();
-function globMatch(pattern: string, value: string): boolean {
-  let m = matcherCache.get(pattern);
-  if (!m) {
-    m = picomatch(pattern, { dot: true });
-    matcherCache.set(pattern, m);
-  }
-  return m(value);
 }
 
 /** The local name a content rule gives an upstream repository (zot's destination and stripPrefix). */

@@ -225,6 +225,7 @@ export class SyncScheduler {
           { registry: this.stores.for(local), repo: local, tags: [tag] },
           copyOpts,
         );
+        this.stores.for(local).meta.markMirrored(local, result.digest);
         summary.copied++;
         summary.bytes += result.bytesCopied;
         this.mirror.state.checked(local, tag, result.digest, upstream.name);
