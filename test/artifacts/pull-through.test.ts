@@ -18,19 +18,19 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
-import { type RunningFileHost, startFileHost } from "../helpers/nginx-files.ts";
+import { type RunningNginx, startNginx } from "../helpers/nginx.ts";
 import { hasTool } from "../helpers/tools.ts";
 
 const peers = hasTool("nginx");
 const hex = (alg: string, b: Buffer) => createHash(alg).update(b).digest("hex");
 
-let host: RunningFileHost;
+let host: RunningNginx;
 let k: RunningKagami;
 let files: string;
 let stateDir: string;
 
 function publish(path: string, body: Buffer, sums: { sha256?: string; sha512?: string } = {}): void {
-  const full = join(host.www, path);
+  const full = join(host.root, path);
   mkdirSync(dirname(full), { recursive: true });
   writeFileSync(full, body);
   if (sums.sha256 !== undefined) writeFileSync(`${full}.sha256`, sums.sha256);
@@ -54,7 +54,7 @@ async function start(): Promise<RunningKagami> {
 
 describe.skipIf(!peers)("artifact pull-through", () => {
   beforeAll(async () => {
-    host = await startFileHost({ locations: "location /dl/ { rewrite ^/dl/(.*)$ /cdn/$1 redirect; }" });
+    host = await startNginx({ locations: "location /dl/ { rewrite ^/dl/(.*)$ /cdn/$1 redirect; }" });
     files = mkdtempSync(join(tmpdir(), "kagami-artifacts-pt-"));
     stateDir = mkdtempSync(join(tmpdir(), "kagami-artifacts-state-"));
     k = await start();
@@ -83,7 +83,7 @@ describe.skipIf(!peers)("artifact pull-through", () => {
     const part = await fetch(`${k.url}/dl/${path}`, { headers: { Range: "bytes=0-99" } });
     expect(part.status).toBe(206);
     expect(Buffer.from(await part.arrayBuffer()).equals(body.subarray(0, 100))).toBe(true);
-    expect(await host.requests(`/${path}`)).toBe(1);
+    expect(await host.count(`/${path}`)).toBe(1);
     // The upstream's Last-Modified, so every mirror of the file sends the same one.
     const upstream = await fetch(`${host.url}/${path}`, { method: "HEAD" });
     expect(res.headers.get("last-modified")).toBe(upstream.headers.get("last-modified"));
@@ -134,7 +134,7 @@ describe.skipIf(!peers)("artifact pull-through", () => {
       const res = await fetch(`${k.url}/dl${path}`);
       expect([res.status, await res.text()]).toEqual([404, "Not Found\n"]);
     }
-    expect(await host.requests(path)).toBe(1);
+    expect(await host.count(path)).toBe(1);
   });
 
   it("fetches a file once for 20 concurrent misses", async () => {
@@ -148,8 +148,8 @@ describe.skipIf(!peers)("artifact pull-through", () => {
       }),
     );
     expect(results).toEqual(Array.from({ length: 20 }, () => ({ status: 200, same: true })));
-    expect(await host.requests(`/${path}`)).toBe(1);
-    expect(await host.requests(`/${path}.sha256`)).toBe(1);
+    expect(await host.count(`/${path}`)).toBe(1);
+    expect(await host.count(`/${path}.sha256`)).toBe(1);
   });
 
   it("follows the upstream's redirects to where the files are (as dl.k8s.io sends clients to its CDN)", async () => {
@@ -171,9 +171,9 @@ describe.skipIf(!peers)("artifact pull-through", () => {
       const res = await fetch(`${redirected.url}/dl/${path}`);
       expect(res.status).toBe(200);
       expect(Buffer.from(await res.arrayBuffer()).equals(body)).toBe(true);
-      expect(await host.requests(`/dl/${path}`)).toBe(1);
-      expect(await host.requests(`/cdn/${path}`)).toBe(1);
-      expect(await host.requests(`/cdn/${path}.sha256`)).toBe(1);
+      expect(await host.count(`/dl/${path}`)).toBe(1);
+      expect(await host.count(`/cdn/${path}`)).toBe(1);
+      expect(await host.count(`/cdn/${path}.sha256`)).toBe(1);
     } finally {
       await redirected.destroy();
     }

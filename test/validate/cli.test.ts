@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { validateCommand } from "../../src/cli/validate.ts";
 import { cli } from "../helpers/cli.ts";
 import { kagamiBin } from "../helpers/kagami.ts";
-import { type RunningNginx, startNginx } from "../helpers/nginx-front.ts";
+import { type RunningNginx, startNginx } from "../helpers/nginx.ts";
 import { hasTool } from "../helpers/tools.ts";
 import { releaseFiles } from "./common.ts";
 

@@ -13,7 +13,7 @@ import { type BuiltLayout, buildImageLayout, LINUX_AMD64, LINUX_ARM64 } from "..
 import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
 import { writeHtpasswd } from "../helpers/htpasswd.ts";
 import { type RunningKagami, repoRoot, startKagami } from "../helpers/kagami.ts";
-import { type RunningNginx, startNginx } from "../helpers/nginx-front.ts";
+import { type RunningNginx, startNginx } from "../helpers/nginx.ts";
 import { makeTestPki, type TestPki } from "../helpers/tls.ts";
 import { hasTool } from "../helpers/tools.ts";
 import { blobCopy, pushLayout, releaseFiles, validateJson } from "./common.ts";
