@@ -1,0 +1,40 @@
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OcDirRegistry } from "../../src/layout/oc-dir.ts";
+import { expandMappings, parseMappingArgs } from "../../src/mapping/mappings.ts";
+import { formatMirrorRef } from "../../src/mapping/reference.ts";
+import { RegistryError } from "../../src/oci/errors.ts";
+
+describe("mirror against a hostile source", () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "kagami-mirror-adv-"));
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it("does not take tag names a source lists that are not tags (../ would become a path)", async () => {
+    const specs = parseMappingArgs(["q.io/a/b:*", "file://c/d"]);
+    const { mappings, warnings } = await expandMappings(specs, async () => [
+      "v1",
+      "../../../../escaped",
+      "v2/../../x",
+    ]);
+    expect(mappings.map((m) => formatMirrorRef(m.dst))).toEqual(["file://c/d:v1"]);
+    expect(warnings.join("\n")).toMatch(/2 invalid tag names .*not mirrored/);
+    // Every tag: the same filter.
+    const all = await expandMappings(parseMappingArgs(["q.io/a/b", "q.io/c/d"]), async () => ["..", "ok"]);
+    expect(all.mappings.map((m) => m.dst.tag)).toEqual(["ok"]);
+  });
+
+  it("an oc --dir tree refuses to write or read a tag that is not a tag", async () => {
+    const tree = new OcDirRegistry(join(work, "tree"));
+    const bytes = Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}');
+    await expect(tree.putManifest("c/d", "../../../../escaped", bytes)).rejects.toBeInstanceOf(RegistryError);
+    expect(await readdir(work)).not.toContain("escaped");
+    expect(await tree.getManifest("c/d", "../../../../etc/passwd")).toBeUndefined();
+  });
+});
