@@ -1,0 +1,64 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toEdges } from "../../src/promote/edges.ts";
+import { loadPlainManifest, ManifestError } from "../../src/promote/manifest.ts";
+import { fakeDigest, put } from "./run.ts";
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), "kagami-promote-adv-"));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const A = fakeDigest("a");
+const B = fakeDigest("b");
+let n = 0;
+const manifest = (text: string) => put(join(work, `m${n++}.yaml`), text);
+
+describe("promoter manifests written with YAML anchors", () => {
+  it("resolves aliases and merge keys as the promoter's YAML 1.1 reader does", async () => {
+    const file = await manifest(`registries:
+- &prod
+  name: us.example/prod
+  service-account: sa@example.iam
+- <<: *prod
+  name: eu.example/prod
+- name: staging.example/src
+  src: true
+images:
+- name: foo
+  dmap:
+    "${A}": &tags [1.10, "on"]
+- name: bar
+  dmap:
+    "${B}": *tags
+`);
+    const m = loadPlainManifest(file);
+    expect(m.registries.map((r) => [r.name, r.serviceAccount ?? ""])).toEqual([
+      ["us.example/prod", "sa@example.iam"],
+      ["eu.example/prod", "sa@example.iam"],
+      ["staging.example/src", ""],
+    ]);
+    expect(m.images.map((i) => [...i.dmap.values()])).toEqual([[["1.10", "on"]], [["1.10", "on"]]]);
+    expect(toEdges([m])).toHaveLength(8);
+  });
+
+  it("refuses an alias that contains itself and too many aliases, naming file and line", async () => {
+    const rec = await manifest(
+      "registries: &r\n- name: a.example/b\n  src: true\n- name: c.example\n  x: *r\n",
+    );
+    expect(() => loadPlainManifest(rec)).toThrow(ManifestError);
+    expect(() => loadPlainManifest(rec)).toThrow(/m\d+\.yaml:5: alias \*r refers to a node that contains it/);
+    const many = await manifest(
+      `registries:\n- name: s.example\n  src: true\n- name: d.example\nimages:\n- name: a\n  dmap:\n    "${A}": &t [x]\n${Array.from(
+        { length: 120 },
+        (_, i) => `- name: a${i}\n  dmap:\n    "${A}": *t\n`,
+      ).join("")}`,
+    );
+    expect(() => loadPlainManifest(many)).toThrow(/more than 100 YAML aliases/);
+  });
+});
