@@ -62,3 +62,30 @@ images:
     expect(() => loadPlainManifest(many)).toThrow(/more than 100 YAML aliases/);
   });
 });
+
+describe("snapshot of a registry that lists things that are not names", () => {
+  it("leaves out repositories, tags and digests that are not valid, so no YAML can be injected", async () => {
+    const { snapshotRegistry, inventoryYaml } = await import("../../src/promote/snapshot.ts");
+    const evilChild = `${A}"]\n- name: kube-apiserver\n  dmap:\n    "${B}": ["v1.30.0`;
+    const index = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, manifests: [{ digest: evilChild }, { digest: B }] }),
+    );
+    const registry = {
+      catalog: async () => ["team/app", "Team/../x", 'a"b'],
+      listTags: async () => ["v1", 'v2"]\n- name: evil', "../x"],
+      headManifest: async () => ({
+        digest: A,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        size: 1,
+      }),
+      getManifest: async () => ({
+        digest: A,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        size: 1,
+        bytes: index,
+      }),
+    };
+    const inv = await snapshotRegistry(registry as never, "team");
+    expect(inventoryYaml(inv)).toBe(`- name: app\n  dmap:\n    "${A}": ["v1"]\n    "${B}": []\n`);
+  });
+});
