@@ -1,11 +1,29 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { mirrorCommand } from "../../src/cli/mirror.ts";
 import { OcDirRegistry } from "../../src/layout/oc-dir.ts";
 import { expandMappings, parseMappingArgs } from "../../src/mapping/mappings.ts";
 import { formatMirrorRef } from "../../src/mapping/reference.ts";
 import { RegistryError } from "../../src/oci/errors.ts";
+import { type RunningDistribution, startDistribution } from "../helpers/distribution.ts";
+import { hasTool } from "../helpers/tools.ts";
+
+async function mirror(...argv: string[]): Promise<{ code: number; stderr: string }> {
+  let stderr = "";
+  const out = vi.spyOn(process.stdout, "write").mockImplementation(() => true);
+  const err = vi.spyOn(process.stderr, "write").mockImplementation((c: string | Uint8Array) => {
+    stderr += c.toString();
+    return true;
+  });
+  try {
+    return { code: await mirrorCommand(argv), stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
 
 describe("mirror against a hostile source", () => {
   let work: string;
@@ -36,5 +54,22 @@ describe("mirror against a hostile source", () => {
     await expect(tree.putManifest("c/d", "../../../../escaped", bytes)).rejects.toBeInstanceOf(RegistryError);
     expect(await readdir(work)).not.toContain("escaped");
     expect(await tree.getManifest("c/d", "../../../../etc/passwd")).toBeUndefined();
+  });
+});
+
+describe.skipIf(!hasTool("docker-registry"))("mirror to a plain-HTTP registry without --insecure", () => {
+  let reg: RunningDistribution;
+  beforeAll(async () => {
+    reg = await startDistribution();
+  });
+  afterAll(async () => {
+    await reg?.stop();
+  });
+
+  it("advises --insecure, since a mapping has no http:// form", async () => {
+    const r = await mirror("--dry-run", `${reg.host}/a/b:1`, `${reg.host}/c/d:1`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("pass --insecure (which also allows plain HTTP)");
+    expect(r.stderr).not.toContain("http://");
   });
 });
