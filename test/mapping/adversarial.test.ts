@@ -73,3 +73,44 @@ describe.skipIf(!hasTool("docker-registry"))("mirror to a plain-HTTP registry wi
     expect(r.stderr).not.toContain("http://");
   });
 });
+
+describe("the mirror plan", () => {
+  it("lists a job's tags in a stable order, whichever destination lookup answers first", async () => {
+    const { makePlan, formatPlan } = await import("../../src/mapping/plan.ts");
+    const manifest = Buffer.from(
+      '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}',
+    );
+    let zetaAsked!: () => void;
+    const zeta = new Promise<void>((r) => {
+      zetaAsked = r;
+    });
+    const registry = {
+      getManifest: async () => ({
+        digest: "",
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        size: manifest.length,
+        bytes: manifest,
+      }),
+      // "alpha" answers only after "zeta" has: without sorting, the plan would say zeta, alpha.
+      headManifest: async (_repo: string, ref: string) => {
+        if (ref === "alpha") await zeta;
+        else setImmediate(zetaAsked);
+        return undefined;
+      },
+    };
+    const places = { open: async (l: { repo: string }) => ({ registry, repo: l.repo }) };
+    const { mappings } = await expandMappings(
+      parseMappingArgs(["q.io/a/b:1", "r.io/c:alpha", "r.io/c:zeta"]),
+      async () => [],
+    );
+    const plan = await makePlan(mappings, places as never, {
+      platforms: { kind: "all" },
+      keepManifestList: false,
+      force: false,
+      skipMissing: false,
+      maxPerRegistry: 6,
+    });
+    expect(plan.jobs[0]?.tags).toEqual(["alpha", "zeta"]);
+    expect(formatPlan(plan)).toContain("-> alpha, zeta");
+  });
+});
