@@ -6,6 +6,30 @@ export interface RegistryLocation {
   prefix: string;
 }
 
+// A host name or IPv4 address, or a bracketed IPv6 address, and an optional port.
+const hostPattern =
+  /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
+
+/**
+ * Why a registry name (`HOST[:PORT][/PATH]`) cannot be used, or undefined. A scheme, an empty or
+ * dot path component would otherwise become a nonsensical host or a URL path that normalises
+ * to some other repository.
+ */
+export function registryNameProblem(name: string): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(name))
+    return `'${name}' is not a registry: leave out the scheme (HOST[:PORT][/PATH])`;
+  const [host = "", ...path] = name.split("/");
+  if (!hostPattern.test(host)) return `'${name}' is not a registry: '${host}' is not a HOST[:PORT]`;
+  const port = /:(\d+)$/.exec(host)?.[1];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    return `'${name}' is not a registry: port ${port} is out of range`;
+  }
+  if (path.some((c) => c === "" || c === "." || c === ".." || /\s/.test(c))) {
+    return `'${name}' is not a registry: its path has an empty, '.' or '..' component or a space`;
+  }
+  return undefined;
+}
+
 export function locateRegistry(name: string): RegistryLocation {
   const slash = name.indexOf("/");
   return slash < 0

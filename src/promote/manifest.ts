@@ -12,6 +12,7 @@ import {
   type YAMLMap,
 } from "yaml";
 import { isValidName } from "../oci/names.ts";
+import { registryNameProblem } from "./edges.ts";
 
 /** One entry of `registries:`; the name may carry a path (`us.gcr.io/k8s-artifacts-prod/foo`). */
 export interface RegistryEntry {
@@ -220,9 +221,8 @@ function parseRegistries(y: YamlFile, node: Node | null | undefined): RegistryEn
     else if (src && !falseWords.test(src)) {
       y.problem(fields.get("src"), `${where} (${name}): src: want true or false, not '${src}'`);
     }
-    if (name !== "" && !/^[^/\s]+(\/[^/\s]+)*$/.test(name)) {
-      y.problem(item, `${where}: name '${name}' is not a registry (HOST[:PORT][/PATH])`);
-    }
+    const bad = name === "" ? undefined : registryNameProblem(name);
+    if (bad) y.problem(item, `${where}: name: ${bad}`);
     out.push(entry);
   });
   return out;

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { toEdges } from "../../src/promote/edges.ts";
 import { loadPlainManifest, ManifestError } from "../../src/promote/manifest.ts";
 import { fakeDigest, put } from "./run.ts";
@@ -87,5 +87,46 @@ describe("snapshot of a registry that lists things that are not names", () => {
     };
     const inv = await snapshotRegistry(registry as never, "team");
     expect(inventoryYaml(inv)).toBe(`- name: app\n  dmap:\n    "${A}": ["v1"]\n    "${B}": []\n`);
+  });
+});
+
+describe("registry names", () => {
+  it("refuses a scheme, a bad host or port and . or .. path components, naming file and line", async () => {
+    const file = await manifest(`registries:
+- name: staging.example/src
+  src: true
+- name: https://prod.example/p
+- name: prod.example/../other
+- name: prod.example:99999
+- name: "[::1]:5000/p"
+- name: us-west2-docker.pkg.dev/k8s-artifacts-prod/images/e2e-test-images
+`);
+    let message = "";
+    try {
+      loadPlainManifest(file);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ManifestError);
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/:4: registries\[1\]: name: .*leave out the scheme/);
+    expect(message).toMatch(/:5: registries\[2\]: name: .*'\.\.' component/);
+    expect(message).toMatch(/:6: registries\[3\]: name: .*port 99999 is out of range/);
+    expect(message).not.toContain("registries[4]");
+    expect(message).not.toContain("registries[5]");
+  });
+
+  it("--snapshot refuses a URL with a usage error instead of a DNS failure", async () => {
+    const { promoteCommand } = await import("../../src/cli/promote.ts");
+    let stderr = "";
+    const spy = vi.spyOn(process.stderr, "write").mockImplementation((c: string | Uint8Array) => {
+      stderr += c.toString();
+      return true;
+    });
+    try {
+      expect(await promoteCommand(["--snapshot", "http://staging.example/team"])).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(stderr).toContain("leave out the scheme");
   });
 });
