@@ -63,6 +63,15 @@ export function dstRef(e: Edge): string {
   return e.tag ? `${e.dst}/${e.name}:${e.tag}` : `${e.dst}/${e.name}@${e.digest}`;
 }
 
+/**
+ * What an edge writes, as a key: host names are case-insensitive, so `GCR.io/p` and `gcr.io/p`
+ * are one destination and two digests for one tag there must be caught as overlapping.
+ */
+function targetKey(e: Edge): string {
+  const { host, prefix } = locateRegistry(e.dst);
+  return dstRef({ ...e, dst: prefix ? `${host.toLowerCase()}/${prefix}` : host.toLowerCase() });
+}
+
 /** Two or more digests aimed at one destination tag. */
 export class OverlappingEdgesError extends Error {
   constructor(readonly conflicts: { target: string; edges: Edge[] }[]) {
@@ -97,7 +106,7 @@ export function toEdges(manifests: PromoterManifest[]): Edge[] {
               tag,
               file: m.imagesFile ?? m.file,
             };
-            const key = `${dstRef(e)} ${e.digest}`;
+            const key = `${targetKey(e)} ${e.digest}`;
             if (!edges.has(key)) edges.set(key, e);
           }
         }
@@ -107,12 +116,12 @@ export function toEdges(manifests: PromoterManifest[]): Edge[] {
   const byTarget = new Map<string, Edge[]>();
   for (const e of edges.values()) {
     if (!e.tag) continue;
-    const t = dstRef(e);
+    const t = targetKey(e);
     byTarget.set(t, [...(byTarget.get(t) ?? []), e]);
   }
   const conflicts = [...byTarget]
     .filter(([, es]) => es.length > 1)
-    .map(([target, es]) => ({ target, edges: es }));
+    .map(([, es]) => ({ target: dstRef(es[0] as Edge), edges: es }));
   if (conflicts.length) throw new OverlappingEdgesError(conflicts);
   return [...edges.values()];
 }

@@ -318,8 +318,10 @@ function checkRegistries(
   if (sources.length === 0) y.problem(node, "source registry must be set (mark one registry with src: true)");
   const seen = new Set<string>();
   for (const r of registries) {
-    if (r.name && seen.has(r.name)) y.problem(node, `registries: '${r.name}' is listed twice`);
-    seen.add(r.name);
+    // Host names are case-insensitive: GCR.io/p and gcr.io/p are one registry.
+    const key = r.name.replace(/^[^/]+/, (h) => h.toLowerCase());
+    if (r.name && seen.has(key)) y.problem(node, `registries: '${r.name}' is listed twice`);
+    seen.add(key);
   }
   return sources.length === 1 ? sources[0] : undefined;
 }

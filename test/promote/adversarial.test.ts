@@ -130,3 +130,38 @@ describe("registry names", () => {
     expect(stderr).toContain("leave out the scheme");
   });
 });
+
+describe("destinations spelled with different host case", () => {
+  it("are one destination: a registry listed twice, and two digests for one tag overlap", async () => {
+    const twice = await manifest(`registries:
+- name: staging.example/src
+  src: true
+- name: prod.example/p
+- name: PROD.example/p
+`);
+    expect(() => loadPlainManifest(twice)).toThrow(/'PROD.example\/p' is listed twice/);
+    const a = loadPlainManifest(
+      await manifest(`registries:
+- name: staging.example/src
+  src: true
+- name: prod.example/p
+images:
+- name: app
+  dmap:
+    "${A}": ["v1"]
+`),
+    );
+    const b = loadPlainManifest(
+      await manifest(`registries:
+- name: other.example/src
+  src: true
+- name: Prod.Example/p
+images:
+- name: app
+  dmap:
+    "${B}": ["v1"]
+`),
+    );
+    expect(() => toEdges([a, b])).toThrow(/overlapping edges/);
+  });
+});
