@@ -1,5 +1,5 @@
 // Probe: how mapping arguments/lines parse.
-import { expandMappings, parseMappingArgs, parseMappingFile } from "../dist/mapping/mappings.js";
+import { parseMappingArgs } from "../dist/mapping/mappings.js";
 import { formatMirrorRef } from "../dist/mapping/reference.js";
 
 const cases = process.argv.slice(2);
