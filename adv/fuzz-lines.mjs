@@ -1,6 +1,37 @@
 // Probe: random mapping lines must fail as MappingError (file, line), never with another error.
 import { parseMappingFile } from "../dist/mapping/mappings.js";
-const alphabet = ["a", "B", "/", ":", "@", "=", "*", ".", "-", "_", "sha256:", "0", "9", " ", "#", "file://", "oci:", "oci-archive:", "docker://", "s3://", "localhost", "[", "]", "%", "\u00e9", "\t", "\\", "..", "~"];
+
+const alphabet = [
+  "a",
+  "B",
+  "/",
+  ":",
+  "@",
+  "=",
+  "*",
+  ".",
+  "-",
+  "_",
+  "sha256:",
+  "0",
+  "9",
+  " ",
+  "#",
+  "file://",
+  "oci:",
+  "oci-archive:",
+  "docker://",
+  "s3://",
+  "localhost",
+  "[",
+  "]",
+  "%",
+  "\u00e9",
+  "\t",
+  "\\",
+  "..",
+  "~",
+];
 let bad = 0;
 for (let i = 0; i < 50000; i++) {
   let line = "";

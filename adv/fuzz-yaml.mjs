@@ -1,7 +1,8 @@
 // Probe: mutated promoter manifests must fail as ManifestError naming the file, never otherwise.
 import { writeFileSync } from "node:fs";
-import { loadPlainManifest } from "../dist/promote/manifest.js";
 import { toEdges } from "../dist/promote/edges.js";
+import { loadPlainManifest } from "../dist/promote/manifest.js";
+
 const base = `registries:
 - &r
   name: staging.example/src
@@ -15,7 +16,34 @@ images:
     "sha256:${"a".repeat(64)}": &t [v1, "1.10"]
     "sha256:${"b".repeat(64)}": *t
 `;
-const pieces = ["*t", "&x", "<<: ", "- ", ": ", "[", "]", "{", "}", "\n", "  ", "~", "!!str ", "!!binary ", "? ", "|", ">", "'", '"', "#", "*r", "%YAML 1.1\n---\n", "---\n", "\t", "null", "true"];
+const pieces = [
+  "*t",
+  "&x",
+  "<<: ",
+  "- ",
+  ": ",
+  "[",
+  "]",
+  "{",
+  "}",
+  "\n",
+  "  ",
+  "~",
+  "!!str ",
+  "!!binary ",
+  "? ",
+  "|",
+  ">",
+  "'",
+  '"',
+  "#",
+  "*r",
+  "%YAML 1.1\n---\n",
+  "---\n",
+  "\t",
+  "null",
+  "true",
+];
 let bad = 0;
 const f = "/tmp/adv13/fuzz.yaml";
 for (let i = 0; i < 20000; i++) {
