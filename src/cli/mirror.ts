@@ -125,7 +125,12 @@ export async function mirrorCommand(argv: string[]): Promise<number> {
     const quiet = flags.quiet === true;
     const specs = await readSpecs((flags.filename as string[] | undefined) ?? [], positionals);
 
-    const remote: RemoteSettings = { tlsVerify: flags.insecure !== true, maxRetries: retries };
+    const remote: RemoteSettings = {
+      tlsVerify: flags.insecure !== true,
+      maxRetries: retries,
+      // Mapping references have no http:// form, so the advice must name the flag.
+      plainHttpFlag: "--insecure",
+    };
     if (typeof flags["registry-config"] === "string") remote.authFile = flags["registry-config"];
     if (typeof flags["certificate-authority"] === "string") remote.caFile = flags["certificate-authority"];
     const dir = typeof flags.dir === "string" ? flags.dir : ".";

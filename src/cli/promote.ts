@@ -4,6 +4,7 @@ import {
   edgesInventory,
   locateRegistry,
   OverlappingEdgesError,
+  registryNameProblem,
   toEdges,
 } from "../promote/edges.ts";
 import { executePromotion } from "../promote/execute.ts";
@@ -236,6 +237,8 @@ export async function promoteCommand(argv: string[]): Promise<number> {
         throw new UsageError("--snapshot takes no manifest, --confirm or --parse-only");
       }
       if (!snap) throw new UsageError("--snapshot needs a registry (HOST[:PORT][/PATH])");
+      const bad = registryNameProblem(snap.replace(/\/+$/, ""));
+      if (bad) throw new UsageError(`--snapshot: ${bad}`);
       await snapshot(flags, snap);
       return 0;
     }

@@ -123,7 +123,11 @@ export async function remoteFor(host: string, settings: RemoteSettings): Promise
   if (settings.onRetry) opts.onRetry = settings.onRetry;
   if (tlsVerify && settings.plainHttpFlag) {
     const flag = settings.plainHttpFlag;
-    opts.plainHttpAdvice = () => `if it is meant to, pass ${flag}=false (which also allows plain HTTP)`;
+    // A --*tls-verify flag is turned off; a switch like mirror's --insecure (oc's) is turned on.
+    opts.plainHttpAdvice = () =>
+      flag.endsWith("tls-verify")
+        ? `if it is meant to, pass ${flag}=false (which also allows plain HTTP)`
+        : `if it is meant to, pass ${flag} (which also allows plain HTTP)`;
   }
   return new RemoteRegistry(opts);
 }

@@ -19,7 +19,7 @@ import { digestOf, isDigest, newHash, parseDigest } from "../oci/digest.ts";
 import { RegistryError } from "../oci/errors.ts";
 import type { Descriptor } from "../oci/manifest.ts";
 import { MediaType } from "../oci/mediatypes.ts";
-import { assertValidName } from "../oci/names.ts";
+import { assertValidName, isValidTag } from "../oci/names.ts";
 import type {
   BlobContent,
   ManifestContent,
@@ -46,6 +46,8 @@ export class OcDirRegistry implements Registry {
   private async resolve(repo: string, reference: string): Promise<string | undefined> {
     const manifests = join(this.repoDir(repo), "manifests");
     if (isDigest(reference)) return reference;
+    // Not a tag at all ("../x"): nothing by that name can be in the tree, and it must not be looked up.
+    if (!isValidTag(reference)) return undefined;
     try {
       const target = await readlink(join(manifests, reference));
       return basename(target);
@@ -85,6 +87,7 @@ export class OcDirRegistry implements Registry {
     const byDigest = join(dir, "manifests", digest);
     await replace(byDigest, (tmp) => link(blob, tmp));
     if (!isDigest(reference)) {
+      assertTag(reference);
       await replace(join(dir, "manifests", reference), (tmp) => symlink(digest, tmp));
     }
     return { digest };
@@ -164,6 +167,12 @@ export class OcDirRegistry implements Registry {
   async referrers(_repo: string, _digest: string): Promise<Descriptor[]> {
     return [];
   }
+}
+
+/** A tag is a file name here: one that is not a valid tag ("../x") could reach outside the tree. */
+function assertTag(reference: string): void {
+  if (!isValidTag(reference))
+    throw new RegistryError("MANIFEST_INVALID", `'${reference}' is not a valid tag`);
 }
 
 function mediaTypeOf(bytes: Buffer): string {

@@ -1,3 +1,4 @@
+import { isValidTag } from "../oci/names.ts";
 import { at, MappingError, SourceError } from "./errors.ts";
 import {
   formatMirrorRef,
@@ -112,8 +113,19 @@ export async function expandMappings(
         warnings.push(`${where}${formatMirrorRef(spec.src)} does not exist and will not be mirrored`);
         continue;
       }
+      // A tag list comes from the source registry, which need not be trusted: a name like
+      // "../../x" would become a destination tag and so a path (under --dir, or in a URL).
+      const bad = tags.filter((t) => !isValidTag(t));
+      if (bad.length) {
+        warnings.push(
+          `${spec.origin ? `${spec.origin}: ` : ""}${formatMirrorRef(spec.src)} lists ${bad.length} invalid tag name${bad.length === 1 ? "" : "s"} (${bad
+            .slice(0, 3)
+            .map((t) => JSON.stringify(t))
+            .join(", ")}${bad.length > 3 ? ", …" : ""}); they are not mirrored`,
+        );
+      }
       const pattern = spec.src.pattern;
-      const picked = tags.filter((t) => (pattern ? tagMatches(pattern, t) : true)).sort();
+      const picked = tags.filter((t) => isValidTag(t) && (pattern ? tagMatches(pattern, t) : true)).sort();
       if (picked.length === 0) {
         warnings.push(
           `${spec.origin ? `${spec.origin}: ` : ""}no tag of ${formatMirrorRef(spec.src)} matches${pattern ? ` '${pattern}'` : ""}`,

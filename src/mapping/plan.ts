@@ -127,6 +127,11 @@ export async function makePlan(mappings: Mapping[], places: Places, opts: PlanOp
   // One source line with several destinations resolves once; say its failure once too.
   plan.errors = [...new Set(plan.errors)];
   plan.warnings = [...new Set(plan.warnings)];
+  // Mappings resolve concurrently, so tags arrive in any order: sort them for a stable plan.
+  for (const j of jobs.values()) {
+    j.tags.sort();
+    j.present.sort();
+  }
   plan.jobs = [...jobs.values()].sort((a, b) =>
     `${locationKey(a.dst)} ${a.srcName}`.localeCompare(`${locationKey(b.dst)} ${b.srcName}`),
   );

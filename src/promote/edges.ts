@@ -6,6 +6,30 @@ export interface RegistryLocation {
   prefix: string;
 }
 
+// A host name or IPv4 address, or a bracketed IPv6 address, and an optional port.
+const hostPattern =
+  /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
+
+/**
+ * Why a registry name (`HOST[:PORT][/PATH]`) cannot be used, or undefined. A scheme, an empty or
+ * dot path component would otherwise become a nonsensical host or a URL path that normalises
+ * to some other repository.
+ */
+export function registryNameProblem(name: string): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(name))
+    return `'${name}' is not a registry: leave out the scheme (HOST[:PORT][/PATH])`;
+  const [host = "", ...path] = name.split("/");
+  if (!hostPattern.test(host)) return `'${name}' is not a registry: '${host}' is not a HOST[:PORT]`;
+  const port = /:(\d+)$/.exec(host)?.[1];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) {
+    return `'${name}' is not a registry: port ${port} is out of range`;
+  }
+  if (path.some((c) => c === "" || c === "." || c === ".." || /\s/.test(c))) {
+    return `'${name}' is not a registry: its path has an empty, '.' or '..' component or a space`;
+  }
+  return undefined;
+}
+
 export function locateRegistry(name: string): RegistryLocation {
   const slash = name.indexOf("/");
   return slash < 0
@@ -37,6 +61,15 @@ export function srcRef(e: Edge): string {
 
 export function dstRef(e: Edge): string {
   return e.tag ? `${e.dst}/${e.name}:${e.tag}` : `${e.dst}/${e.name}@${e.digest}`;
+}
+
+/**
+ * What an edge writes, as a key: host names are case-insensitive, so `GCR.io/p` and `gcr.io/p`
+ * are one destination and two digests for one tag there must be caught as overlapping.
+ */
+function targetKey(e: Edge): string {
+  const { host, prefix } = locateRegistry(e.dst);
+  return dstRef({ ...e, dst: prefix ? `${host.toLowerCase()}/${prefix}` : host.toLowerCase() });
 }
 
 /** Two or more digests aimed at one destination tag. */
@@ -73,7 +106,7 @@ export function toEdges(manifests: PromoterManifest[]): Edge[] {
               tag,
               file: m.imagesFile ?? m.file,
             };
-            const key = `${dstRef(e)} ${e.digest}`;
+            const key = `${targetKey(e)} ${e.digest}`;
             if (!edges.has(key)) edges.set(key, e);
           }
         }
@@ -83,12 +116,12 @@ export function toEdges(manifests: PromoterManifest[]): Edge[] {
   const byTarget = new Map<string, Edge[]>();
   for (const e of edges.values()) {
     if (!e.tag) continue;
-    const t = dstRef(e);
+    const t = targetKey(e);
     byTarget.set(t, [...(byTarget.get(t) ?? []), e]);
   }
   const conflicts = [...byTarget]
     .filter(([, es]) => es.length > 1)
-    .map(([target, es]) => ({ target, edges: es }));
+    .map(([, es]) => ({ target: dstRef(es[0] as Edge), edges: es }));
   if (conflicts.length) throw new OverlappingEdgesError(conflicts);
   return [...edges.values()];
 }

@@ -1,6 +1,18 @@
 import { readFileSync } from "node:fs";
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  type YAMLMap,
+} from "yaml";
 import { isValidName } from "../oci/names.ts";
+import { registryNameProblem } from "./edges.ts";
 
 /** One entry of `registries:`; the name may carry a path (`us.gcr.io/k8s-artifacts-prod/foo`). */
 export interface RegistryEntry {
@@ -54,6 +66,8 @@ const tagPattern = /^\w[\w.-]{0,127}$/;
 const trueWords = /^(y|yes|true|on)$/i;
 const falseWords = /^(n|no|false|off)$/i;
 
+const maxAliases = 100;
+
 /** Reads YAML where every scalar stays a string, so `1.10` is the tag "1.10", not a number. */
 class YamlFile {
   readonly problems: ManifestProblem[] = [];
@@ -79,9 +93,70 @@ class YamlFile {
       });
     }
     if (doc.errors.length === 0) {
-      this.root = doc.contents as Node | null;
-      this.ok = true;
+      const before = this.problems.length;
+      this.root = this.expand(doc, doc.contents as Node | null, new Set());
+      this.ok = this.problems.length === before;
     }
+  }
+
+  private aliases = 0;
+
+  /**
+   * Resolves aliases (`*name`) and merge keys (`<<: *name`) as the promoter's YAML 1.1 reader
+   * does, so that the walk below sees plain maps, lists and strings. Aliases are counted: a few
+   * hundred bytes of nested aliases can otherwise stand for millions of edges.
+   */
+  private expand(doc: Document, node: Node | null, open: Set<Node>): Node | null {
+    if (node == null) return node;
+    if (isAlias(node)) {
+      const target = node.resolve(doc) as Node | undefined;
+      if (++this.aliases > maxAliases) {
+        if (this.aliases === maxAliases + 1)
+          this.problem(node, `more than ${maxAliases} YAML aliases; write the entries out`);
+        return null;
+      }
+      if (!target) {
+        this.problem(node, `alias *${node.source} names no anchor`);
+        return null;
+      }
+      if (open.has(target)) {
+        this.problem(node, `alias *${node.source} refers to a node that contains it`);
+        return null;
+      }
+      return this.expand(doc, target, open);
+    }
+    if (isSeq(node)) {
+      open.add(node);
+      node.items = node.items.map((i) => this.expand(doc, i as Node | null, open));
+      open.delete(node);
+    } else if (isMap(node)) {
+      open.add(node);
+      const merged: Pair[] = [];
+      const own: Pair[] = [];
+      for (const pair of node.items) {
+        pair.value = this.expand(doc, pair.value as Node | null, open);
+        // A quoted "<<" is an ordinary key.
+        if (isScalar(pair.key) && pair.key.value === "<<" && pair.key.type === "PLAIN") {
+          const from = pair.value as Node | null;
+          const maps = isSeq(from) ? from.items : [from];
+          for (const m of maps) {
+            if (isMap(m)) merged.push(...(m.items as Pair[]));
+            else this.problem(pair.key as Node, "<<: merges a map or a list of maps");
+          }
+        } else own.push(pair);
+      }
+      // Keys written in the map win over merged ones; of merged maps, the first wins (YAML 1.1).
+      const keyOf = (p: Pair) => (isScalar(p.key) ? String(p.key.value) : p.key);
+      const have = new Set(own.map(keyOf));
+      for (const p of merged) {
+        if (have.has(keyOf(p))) continue;
+        have.add(keyOf(p));
+        own.push(p);
+      }
+      node.items = own;
+      open.delete(node);
+    }
+    return node;
   }
 
   lineOf(node: Node | null | undefined): number | undefined {
@@ -146,9 +221,8 @@ function parseRegistries(y: YamlFile, node: Node | null | undefined): RegistryEn
     else if (src && !falseWords.test(src)) {
       y.problem(fields.get("src"), `${where} (${name}): src: want true or false, not '${src}'`);
     }
-    if (name !== "" && !/^[^/\s]+(\/[^/\s]+)*$/.test(name)) {
-      y.problem(item, `${where}: name '${name}' is not a registry (HOST[:PORT][/PATH])`);
-    }
+    const bad = name === "" ? undefined : registryNameProblem(name);
+    if (bad) y.problem(item, `${where}: name: ${bad}`);
     out.push(entry);
   });
   return out;
@@ -244,8 +318,10 @@ function checkRegistries(
   if (sources.length === 0) y.problem(node, "source registry must be set (mark one registry with src: true)");
   const seen = new Set<string>();
   for (const r of registries) {
-    if (r.name && seen.has(r.name)) y.problem(node, `registries: '${r.name}' is listed twice`);
-    seen.add(r.name);
+    // Host names are case-insensitive: GCR.io/p and gcr.io/p are one registry.
+    const key = r.name.replace(/^[^/]+/, (h) => h.toLowerCase());
+    if (r.name && seen.has(key)) y.problem(node, `registries: '${r.name}' is listed twice`);
+    seen.add(key);
   }
   return sources.length === 1 ? sources[0] : undefined;
 }

@@ -1,5 +1,7 @@
 import { Limiter } from "../copy/limit.ts";
+import { isDigest } from "../oci/digest.ts";
 import { indexTypes } from "../oci/mediatypes.ts";
+import { isValidName, isValidTag } from "../oci/names.ts";
 import type { Registry } from "../registry/registry.ts";
 
 /** What a registry path holds: image name (below the path) → digest → tags. */
@@ -12,6 +14,9 @@ export interface SnapshotOptions {
 }
 
 function add(inv: Inventory, name: string, digest: string, tag?: string): void {
+  // What a registry lists is not trusted: a name, digest or tag that is not one is left out
+  // rather than written into a file people review and promote from.
+  if (!isDigest(digest) || (tag !== undefined && !isValidTag(tag))) return;
   let dmap = inv.get(name);
   if (!dmap) {
     dmap = new Map();
@@ -34,12 +39,14 @@ export async function snapshotRegistry(
 ): Promise<Inventory> {
   const limiter = new Limiter(opts.concurrency ?? 8);
   const under = prefix ? `${prefix}/` : "";
-  const repos = (await registry.catalog()).filter((r) => r.startsWith(under) && r.length > under.length);
+  const repos = (await registry.catalog()).filter(
+    (r) => r.startsWith(under) && r.length > under.length && isValidName(r),
+  );
   const inv: Inventory = new Map();
   await Promise.all(
     repos.map(async (repo) => {
       const name = repo.slice(under.length);
-      const tags = await limiter.run(() => registry.listTags(repo));
+      const tags = (await limiter.run(() => registry.listTags(repo))).filter(isValidTag);
       await Promise.all(
         tags.map((tag) =>
           limiter.run(async () => {
@@ -86,9 +93,11 @@ function sorted(inv: Inventory): [string, [string, string[]][]][] {
 export function inventoryYaml(inv: Inventory): string {
   let out = "";
   for (const [name, digests] of sorted(inv)) {
+    // Names are checked repository names (plain YAML); JSON strings are YAML double-quoted
+    // scalars, so nothing in a value can end its quote.
     out += `- name: ${name}\n  dmap:\n`;
     for (const [digest, tags] of digests)
-      out += `    "${digest}": [${tags.map((t) => `"${t}"`).join(", ")}]\n`;
+      out += `    ${JSON.stringify(digest)}: [${tags.map((t) => JSON.stringify(t)).join(", ")}]\n`;
   }
   return out;
 }
