@@ -18,6 +18,7 @@ import {
   parseGcpRanges,
   parsePlainRanges,
 } from "../../src/redirect/networks.ts";
+import { Redirector } from "../../src/redirect/redirector.ts";
 import { RedirectRules } from "../../src/redirect/rules.ts";
 import { repoRoot } from "../helpers/kagami.ts";
 
@@ -264,5 +265,35 @@ describe("extensions.redirect config", () => {
     expect(rules.pick("10.1.0.1")?.name).toBe("eu");
     expect(rules.pick("10.9.0.1")?.name).toBe("us");
     expect(rules.pick("192.0.2.1")?.name).toBe("default");
+  });
+});
+
+describe("redirector paths", () => {
+  const { config } = parseConfig({
+    extensions: {
+      redirect: { mode: "redirector", upstream: { url: "https://up.example", pathPrefix: "k8s/images" } },
+    },
+  });
+  const redirector = new Redirector(config.redirect!, RedirectRules.load(config.redirect!));
+  const answer = (path: string) =>
+    redirector.answer({ method: "GET", path, search: "", peer: "192.0.2.1", forwarded: undefined });
+
+  it("keeps every redirect under the upstream's path prefix", async () => {
+    // `\` is `/` to a WHATWG URL parser: `.../k8s/images/x\..\..\..\other` resolves to `/other`.
+    for (const path of [
+      "/v2/x\\..\\..\\..\\other/manifests/a",
+      "/v2/pause/blobs/sha256:ab\\..",
+      "/v2/../x",
+    ]) {
+      expect([path, await answer(path)]).toMatchObject([
+        path,
+        { kind: "error", status: 400, code: "NAME_INVALID" },
+      ]);
+    }
+    expect(await answer("/v2/pause/manifests/v1")).toEqual({
+      kind: "redirect",
+      to: "upstream",
+      location: "https://up.example/v2/k8s/images/pause/manifests/v1",
+    });
   });
 });
