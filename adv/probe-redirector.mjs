@@ -1,8 +1,6 @@
 // Throwaway probe: drive the Redirector with archeio's handler-table cases and XFF edge cases.
 
 import http from "node:http";
-import { clientAddress } from "../dist/redirect/client-ip.js";
-import { NetworkSet, normalizeIp } from "../dist/redirect/networks.js";
 import { Redirector } from "../dist/redirect/redirector.js";
 import { RedirectRules } from "../dist/redirect/rules.js";
 
