@@ -61,11 +61,15 @@ function scratchImage(label: string): ScratchImage {
   };
 }
 
-/** 401 or 403 from the registry or its token service: the refusal a push without rights must get. */
+/**
+ * 401 or 403 from the registry or its token service: the refusal a push without rights must get.
+ * 405 too: a pull-only front (archeio at registry.k8s.io, a Kagami redirector) has no write
+ * methods at all, which refuses every account's push more firmly still.
+ */
 function refusal(err: unknown): number | undefined {
   if (!(err instanceof UpstreamError)) return undefined;
   const s = err.upstreamStatus;
-  if (s === 401 || s === 403) return s;
+  if (s === 401 || s === 403 || s === 405) return s;
   if (err.code === "UNAUTHORIZED" || err.code === "DENIED") return s ?? 401;
   return undefined;
 }
