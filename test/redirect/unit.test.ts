@@ -297,3 +297,41 @@ describe("redirector paths", () => {
     });
   });
 });
+
+describe("redirector blob copies with the repository in the layout", () => {
+  let server: Server;
+  let base = "";
+  beforeAll(async () => {
+    // A copy that says it has everything: only the redirector's own checks keep a path out.
+    server = createServer((_req, res) => res.end());
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const a = server.address();
+    base = `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it("sends no client to a copy path built from a name outside the spec's grammar", async () => {
+    const { config } = parseConfig({
+      extensions: {
+        redirect: {
+          mode: "redirector",
+          rules: [{ name: "all", networks: ["0.0.0.0/0"], baseUrl: base, layout: "registry" }],
+          upstream: { url: "https://up.example" },
+        },
+      },
+    });
+    const redirector = new Redirector(config.redirect!, RedirectRules.load(config.redirect!));
+    const get = (path: string) =>
+      redirector.answer({ method: "GET", path, search: "", peer: "192.0.2.1", forwarded: undefined });
+    expect(await get(`/v2/pause/blobs/${digest}`)).toMatchObject({
+      to: "copy",
+      location: `${base}/v2/pause/blobs/${digest}`,
+    });
+    for (const name of ["a%2f..%2f..%2fsecret", "A/Upper", "a%3fq=1"]) {
+      expect(await get(`/v2/${name}/blobs/${digest}`)).toMatchObject({ kind: "redirect", to: "upstream" });
+    }
+  });
+});
