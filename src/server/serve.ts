@@ -194,8 +194,18 @@ async function run(
     throw err;
   });
   const { server, url } = http;
-  if (config.http.tls && tls)
-    stopTlsWatch = watchTlsFiles(server as HttpsServer, config.http.tls, tls, logger);
+  if (config.http.tls && tls) {
+    const stops = [watchTlsFiles(server as HttpsServer, config.http.tls, tls, logger)];
+    // The artifacts' own listener serves the same certificate; left out, it would keep the old
+    // one after a renewal until a restart, and fail every download once that one expired.
+    if (artifacts?.tlsServer)
+      stops.push(
+        watchTlsFiles(artifacts.tlsServer, config.http.tls, tls, logger.child({ service: "artifacts" })),
+      );
+    stopTlsWatch = () => {
+      for (const stop of stops) stop();
+    };
+  }
   health.markStarted();
   logger.info({ url, storage: config.storage.rootDirectory }, "kagami listening");
 
