@@ -47,4 +47,11 @@ describe("artifact files in redirector mode", () => {
       "https://up.example/v2/pause/manifests/v1",
     ]);
   });
+
+  it("answers the registry's probe paths, which a Deployment written for the registry uses", async () => {
+    for (const path of ["/livez", "/readyz", "/startupz", "/_kagami/health"]) {
+      const res = await fetch(`${k.url}${path}`);
+      expect([path, res.status]).toEqual([path, 200]);
+    }
+  });
 });

@@ -188,7 +188,7 @@ describe("blob copies", () => {
 
 describe("extensions.redirect config", () => {
   const cfg = (redirect: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-    parseConfig({ ...extra, extensions: { redirect } });
+    parseConfig({ ...extra, extensions: { ...(extra.extensions as object), redirect } });
   const problems = (redirect: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
     try {
       cfg(redirect, extra);
@@ -254,6 +254,10 @@ describe("extensions.redirect config", () => {
     );
     expect(problems({ upstream: { url: "https://up.example" } })[0]).toMatch(/used only in redirector mode/);
     expect(problems({ ...up, pages: { "/v2/x": "https://x.example" } })[0]).toMatch(/outside \/v2/);
+    // Accepted once, never served.
+    expect(problems(up, { extensions: { metrics: { enable: true } } })).toEqual([
+      "extensions.metrics: a redirector serves no metrics; its access log records every redirect",
+    ]);
   });
 
   it("picks the first rule holding the client, else the default", () => {
