@@ -54,6 +54,33 @@ describe("networks", () => {
     expect(set.has("not an address")).toBe(false);
   });
 
+  it("matches exactly at the edges of overlapping, adjacent and nested ranges, in both spaces", () => {
+    // Ranges are merged and binary-searched (a cloud's file holds thousands); the edges must hold.
+    const set = NetworkSet.of([
+      "10.0.0.0/24",
+      "10.0.1.0/24", // adjacent: one range 10.0.0.0-10.0.1.255
+      "10.0.0.128/25", // nested
+      "192.0.2.7",
+      "2001:db8::/127",
+      "::ffff:198.51.100.0/120", // IPv4-mapped, matched by the IPv4 address
+      "fe80::/10",
+    ]);
+    const yes = ["10.0.0.0", "10.0.1.255", "192.0.2.7", "2001:db8::1", "198.51.100.255", "fe80::1%eth0"];
+    const no = ["9.255.255.255", "10.0.2.0", "192.0.2.6", "192.0.2.8", "2001:db8::2", "198.51.101.0", "::1"];
+    expect(yes.filter((a) => !set.has(a))).toEqual([]);
+    expect(no.filter((a) => set.has(a))).toEqual([]);
+    expect(set.has("::ffff:a00:1ff")).toBe(true); // 10.0.1.255, written in hex
+    expect(NetworkSet.of(["::/0"]).has("203.0.113.1")).toBe(true);
+    expect(NetworkSet.of(["0.0.0.0/0"]).has("2001:db8::1")).toBe(false);
+    const many = NetworkSet.of(Array.from({ length: 5000 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`));
+    // 10.0.0.0 to 10.19.135.255, merged into one range.
+    expect([many.has("10.0.0.0"), many.has("10.19.135.255"), many.has("10.19.136.0")]).toEqual([
+      true,
+      true,
+      false,
+    ]);
+  });
+
   it("reads AWS ip-ranges.json with a region filter, IPv4 and IPv6", () => {
     const text = readFileSync(join(fixtures, "ip-ranges.json"), "utf8");
     expect(parseAwsRanges(text, ["us-east-1"]).sort()).toEqual(["10.2.0.0/16", "2001:db8:2::/48"]);
