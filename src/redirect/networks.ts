@@ -11,7 +11,7 @@ export interface Cidr {
   family: "ipv4" | "ipv6";
 }
 
-/** An address as Node and X-Forwarded-For write it, in the form a BlockList compares: IPv4-mapped IPv6 is IPv4. */
+/** An address as Node and X-Forwarded-For write it, in the form NetworkSet compares: IPv4-mapped IPv6 is IPv4. */
 export function normalizeIp(value: string): string | undefined {
   const v = value.trim();
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(v);
