@@ -31,4 +31,12 @@ describe("kagami validate against a redirector", () => {
     expect(report.access.find((a) => a.check === "anonymous-push")?.message).toMatch(/refused with HTTP 405/);
     expect(code).toBe(0);
   });
+
+  it("says a push it could not send was not tried, not that it got past the access check", async () => {
+    const { code, report } = await validateJson("--registry", "http://127.0.0.1:1", "--retry-times", "0");
+    const push = report.access.find((a) => a.check === "anonymous-push");
+    expect(push?.status).toBe("fail");
+    expect(push?.message).toMatch(/could not be tried: .*ECONNREFUSED/);
+    expect(code).toBe(1);
+  });
 });
