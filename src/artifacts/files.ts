@@ -8,6 +8,14 @@ import { type FileHandle, open, realpath, stat } from "node:fs/promises";
 import { join, sep } from "node:path";
 import { ArtifactError, notFound } from "./errors.ts";
 
+/**
+ * The longest file name and path a POSIX file system takes (NAME_MAX, PATH_MAX). A longer one
+ * cannot name a file here, so it is a 404, as nginx answers it, rather than an ENAMETOOLONG
+ * escaping as a 500 and an error in the log for each such request.
+ */
+const maxNameBytes = 255;
+const maxPathBytes = 4095;
+
 export interface ArtifactPath {
   /** Decoded segments, each a plain file name. */
   segments: string[];
@@ -30,6 +38,7 @@ export function parseArtifactPath(raw: string): ArtifactPath {
   const trailingSlash = parts.length > 0 && parts[parts.length - 1] === "";
   if (trailingSlash) parts.pop();
   const segments: string[] = [];
+  if (Buffer.byteLength(raw) > maxPathBytes) throw notFound();
   for (const part of parts) {
     let seg: string;
     try {
@@ -41,7 +50,7 @@ export function parseArtifactPath(raw: string): ArtifactPath {
       throw new ArtifactError(400, "Bad Request: empty, '.' and '..' path segments are not allowed");
     }
     if (seg.includes("\0")) throw new ArtifactError(400, "Bad Request: the path holds NUL");
-    if (seg.startsWith(".")) throw notFound();
+    if (seg.startsWith(".") || Buffer.byteLength(seg) > maxNameBytes) throw notFound();
     segments.push(seg);
   }
   return { segments, trailingSlash };
@@ -88,5 +97,6 @@ export async function openArtifact(root: string, segments: string[]): Promise<Fo
 
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === "ENOENT" || code === "ENOTDIR";
+  // ENAMETOOLONG: the root's own path plus a request's can still pass PATH_MAX.
+  return code === "ENOENT" || code === "ENOTDIR" || code === "ENAMETOOLONG";
 }

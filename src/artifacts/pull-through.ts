@@ -85,7 +85,12 @@ export class ArtifactPuller {
       for (const [i, s] of checksumSuffixes.entries()) if (sums[i]) expected.set(s, sums[i]);
     }
     const res = await this.get(key, signal);
-    if (res.status === 404 || res.status === 410) {
+    // A host with directory listings (nginx autoindex, Apache, a Kagami with listing on) sends
+    // `release/v1.31.0` on to `release/v1.31.0/` and answers with an index page. Stored under the
+    // asked-for name, that page would be a file where a directory belongs, and every release file
+    // below it would fail for good; so a redirect to a directory is a miss, like a 404.
+    const directory = res.status === 200 && res.redirected && new URL(res.url).pathname.endsWith("/");
+    if (res.status === 404 || res.status === 410 || directory) {
       await res.body?.cancel();
       // Bounded: a stream of made-up paths must not grow memory without end.
       if (this.absent.size >= maxRemembered) this.absent.delete(this.absent.keys().next().value!);
@@ -182,7 +187,15 @@ export class ArtifactPuller {
 
   private async place(tmp: string, segments: string[]): Promise<void> {
     const final = join(this.root, ...segments);
-    await mkdir(dirname(final), { recursive: true });
+    try {
+      await mkdir(dirname(final), { recursive: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" && code !== "ENOTDIR") throw err;
+      // A file stored earlier (or put there by hand) stands where the upstream has a directory.
+      this.logger?.warn({ path: segments.join("/") }, "a local file stands where a directory is needed");
+      throw new ArtifactError(502, "Bad Gateway: a file here has the name of a directory upstream");
+    }
     await rename(tmp, final);
     await syncDir(dirname(final));
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import { parsePlatform } from "../copy/platform.ts";
+import { isValidName } from "../oci/names.ts";
 import { CredentialsError, parseCredsFlag } from "../remote/credentials.ts";
 import { ImageReferenceError } from "../remote/reference.ts";
 import { loadCertDir, type TlsMaterial } from "../remote/tls.ts";
@@ -125,6 +126,11 @@ export function validateOptions(f: ParsedFlags): ValidateOptions {
   for (const name of ["image", "ro-creds", "rw-creds", "creds"]) {
     if (f[name] !== undefined && !registry) throw new UsageError(`--${name} needs --registry URL`);
   }
+  const scratch = str(f, "scratch-repo");
+  // The push checks write, and clean up, under this name: one outside the spec's grammar
+  // (`../x`, spaces) would put other paths in their requests.
+  if (scratch !== undefined && !isValidName(scratch))
+    throw new UsageError(`--scratch-repo '${scratch}' is not a repository name such as team/scratch`);
   const platforms = list(f, "platform");
   const opts: ValidateOptions = {
     images: list(f, "image"),
@@ -132,7 +138,7 @@ export function validateOptions(f: ParsedFlags): ValidateOptions {
     platforms: { kind: "all" },
     tlsVerify: f["tls-verify"] !== false,
     anonymous: f.anonymous !== false,
-    scratchRepo: str(f, "scratch-repo") ?? "kagami-validate/scratch",
+    scratchRepo: scratch ?? "kagami-validate/scratch",
     allowMissingChecksums: f["allow-missing-checksums"] === true,
     concurrency: intFlag(f, "concurrency", 4, 1),
     retries: intFlag(f, "retry-times", 2),

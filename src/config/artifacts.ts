@@ -27,10 +27,18 @@ export interface ArtifactsConfig {
 
 const at = "extensions.artifacts";
 /** The registry listener's own first path segments; a prefix there would shadow or be shadowed. */
-const reserved = ["v2", "_kagami"];
+const reserved = ["v2", "_kagami", "livez", "readyz", "startupz"];
 
 function within(a: string, b: string): boolean {
   return a === b || a.startsWith(b + sep);
+}
+
+/** The first segment of the Prometheus path on the registry's listener, when metrics are on. */
+function metricsSegment(ext: Json): string | undefined {
+  const m = ext.metrics;
+  if (!isObject(m) || m.enable !== true) return undefined;
+  const path = isObject(m.prometheus) && typeof m.prometheus.path === "string" ? m.prometheus.path : "";
+  return (path || "/metrics").split("/")[1]?.toLowerCase();
 }
 
 export function artifactsProblems(tree: Json): ConfigProblem[] {
@@ -50,7 +58,7 @@ export function artifactsProblems(tree: Json): ConfigProblem[] {
     const first = a.pathPrefix.split("/")[1]?.toLowerCase() ?? "";
     if (a.pathPrefix.split("/").some((s) => s === "." || s === "..")) {
       out.push({ path: `${at}.pathPrefix`, message: "must not contain '.' or '..' segments" });
-    } else if (reserved.includes(first)) {
+    } else if (reserved.includes(first) || first === metricsSegment(ext)) {
       out.push({
         path: `${at}.pathPrefix`,
         message: `'${a.pathPrefix}' collides with the registry's own /${first}/ endpoints; choose another, e.g. "/artifacts"`,

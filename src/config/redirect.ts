@@ -182,6 +182,12 @@ export function redirectProblems(tree: Json): ConfigProblem[] {
     }
     if (isObject(ext.sync) && ext.sync.enable !== false)
       out.push({ path: "extensions.sync", message: "a redirector stores nothing, so it cannot sync" });
+    // Accepted before but never served: a scrape config would find only 404s.
+    if (isObject(ext.metrics) && ext.metrics.enable === true)
+      out.push({
+        path: "extensions.metrics",
+        message: "a redirector serves no metrics; its access log records every redirect",
+      });
   } else {
     for (const key of ["upstream", "signatureUpstream", "pages"]) {
       if (r[key] !== undefined)

@@ -3,7 +3,7 @@
  * (AWS ip-ranges.json, GCP cloud.json) or from a plain list, one CIDR a line.
  */
 import { readFileSync } from "node:fs";
-import { BlockList, isIP } from "node:net";
+import { isIP } from "node:net";
 
 export interface Cidr {
   address: string;
@@ -11,7 +11,7 @@ export interface Cidr {
   family: "ipv4" | "ipv6";
 }
 
-/** An address as Node and X-Forwarded-For write it, in the form a BlockList compares: IPv4-mapped IPv6 is IPv4. */
+/** An address as Node and X-Forwarded-For write it, in the form NetworkSet compares: IPv4-mapped IPv6 is IPv4. */
 export function normalizeIp(value: string): string | undefined {
   const v = value.trim();
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(v);
@@ -55,16 +55,90 @@ export interface NetworkFile {
   scopes?: string[];
 }
 
-/** The client networks of one rule; answers whether an address is in any of them. */
+/** An IP address as one integer: 32 bits for IPv4, 128 for IPv6. The text must pass isIP. */
+function ipValue(text: string, family: 4 | 6): bigint {
+  if (family === 4) return text.split(".").reduce((v, o) => (v << 8n) | BigInt(Number(o)), 0n);
+  let t = text.replace(/%.*$/, "");
+  // A trailing dotted quad (`::ffff:1.2.3.4`) is the last two groups.
+  const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(t);
+  if (quad) {
+    const v = ipValue(quad[1]!, 4);
+    t = `${t.slice(0, -quad[1]!.length)}${(v >> 16n).toString(16)}:${(v & 0xffffn).toString(16)}`;
+  }
+  const [head, tail] = t.split("::") as [string, string | undefined];
+  const groups = (g: string) => (g === "" ? [] : g.split(":"));
+  const left = groups(head);
+  const right = tail === undefined ? [] : groups(tail);
+  const all = [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+  return all.reduce((v, g) => (v << 16n) | BigInt(Number.parseInt(g, 16)), 0n);
+}
+
+/** Sorted, merged [first, last] ranges of one family, searched by halving. */
+class Ranges {
+  private pending: [bigint, bigint][] = [];
+  private firsts: bigint[] = [];
+  private lasts: bigint[] = [];
+
+  add(first: bigint, last: bigint): void {
+    this.pending.push([first, last]);
+  }
+
+  private settle(): void {
+    if (this.pending.length === 0) return;
+    const all: [bigint, bigint][] = [
+      ...this.firsts.map((f, i): [bigint, bigint] => [f, this.lasts[i]!]),
+      ...this.pending,
+    ].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    this.pending = [];
+    this.firsts = [];
+    this.lasts = [];
+    for (const [f, l] of all) {
+      const n = this.lasts.length;
+      if (n > 0 && f <= this.lasts[n - 1]! + 1n) {
+        if (l > this.lasts[n - 1]!) this.lasts[n - 1] = l;
+      } else {
+        this.firsts.push(f);
+        this.lasts.push(l);
+      }
+    }
+  }
+
+  has(v: bigint): boolean {
+    this.settle();
+    let lo = 0;
+    let hi = this.firsts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (v < this.firsts[mid]!) hi = mid - 1;
+      else if (v > this.lasts[mid]!) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  }
+}
+
+/** ::ffff:0:0/96, where IPv4 addresses live in IPv6 (IPv4-mapped). */
+const mappedBase = 0xffffn << 32n;
+
+/**
+ * The client networks of one rule; answers whether an address is in any of them. Ranges are kept
+ * sorted and merged, so a lookup costs a binary search however many CIDRs a cloud's file holds
+ * (node's BlockList compares them one by one: ~7 ms per request for AWS's ~14,000). As BlockList
+ * did, IPv4 and IPv4-mapped IPv6 are one address space.
+ */
 export class NetworkSet {
-  private readonly list = new BlockList();
+  private readonly v4 = new Ranges();
+  private readonly v6 = new Ranges();
   private count = 0;
 
   /** Throws on a malformed CIDR: configuration and files are checked before this is reached. */
   add(cidr: string): void {
     const c = parseCidr(cidr);
     if (!c) throw new Error(`not a CIDR: ${JSON.stringify(cidr)}`);
-    this.list.addSubnet(c.address, c.prefix, c.family);
+    const bits = c.family === "ipv4" ? 32 : 128;
+    const span = (1n << BigInt(bits - c.prefix)) - 1n;
+    const first = ipValue(c.address, c.family === "ipv4" ? 4 : 6) & ~span & ((1n << BigInt(bits)) - 1n);
+    (c.family === "ipv4" ? this.v4 : this.v6).add(first, first + span);
     this.count++;
   }
 
@@ -75,7 +149,13 @@ export class NetworkSet {
   has(ip: string): boolean {
     const a = normalizeIp(ip);
     if (a === undefined) return false;
-    return this.list.check(a, isIP(a) === 4 ? "ipv4" : "ipv6");
+    if (isIP(a) === 4) {
+      const v = ipValue(a, 4);
+      return this.v4.has(v) || this.v6.has(mappedBase | v);
+    }
+    const v = ipValue(a, 6);
+    if (this.v6.has(v)) return true;
+    return v >> 32n === 0xffffn && this.v4.has(v & 0xffffffffn);
   }
 
   static of(cidrs: Iterable<string>): NetworkSet {

@@ -78,6 +78,16 @@ export class Redirector {
         message: "path segments '.' and '..' are not allowed",
       };
     }
+    // No repository name, tag or digest holds a backslash; a URL parser (browsers, fetch) reads
+    // one as `/` in the Location, so `x\..\..\other` would climb out of the upstream's path prefix.
+    if (path.includes("\\")) {
+      return {
+        kind: "error",
+        status: 400,
+        code: "NAME_INVALID",
+        message: "a backslash is not allowed in a registry path",
+      };
+    }
     if (path === "/v2/_catalog" || path === "/v2/_catalog/") {
       return {
         kind: "error",

@@ -5,6 +5,7 @@
  */
 import type { BlobCopyConfig, RedirectConfig } from "../config/redirect.ts";
 import { isDigest } from "../oci/digest.ts";
+import { isValidName } from "../oci/names.ts";
 import { BlobCopyChecker, blobCopyUrl } from "./blob-copies.ts";
 import { type ClientAddressOptions, clientAddress } from "./client-ip.ts";
 import { loadNetworkFile, NetworkFileError, NetworkSet } from "./networks.ts";
@@ -93,7 +94,9 @@ export class RedirectRules {
     repository: string,
   ): Promise<BlobCopyTarget | undefined> {
     const copy = this.pick(clientIp);
-    if (!copy || !isDigest(digest)) return undefined;
+    // A redirector takes the name straight from the path: one outside the spec's grammar
+    // (`a%2f..%2fx`) would put a path of the client's choosing into a `{repository}` layout.
+    if (!copy || !isDigest(digest) || !isValidName(repository)) return undefined;
     const url = blobCopyUrl(copy.baseUrl, copy.layout, digest, repository);
     return (await this.checker.has(url)) ? { rule: copy.name, url } : undefined;
   }

@@ -115,8 +115,7 @@ export function createBaseApp(logger: Logger, before: Koa.Middleware[] = []): Ko
 }
 
 /** Release files below their prefix: plain HTTP, none of the registry's headers or JSON errors. */
-function artifactFront(deps: AppDeps): Koa.Middleware[] {
-  const files = deps.artifacts;
+export function artifactFront(files: AppDeps["artifacts"]): Koa.Middleware[] {
   if (files?.prefix === undefined) return [];
   const prefix = files.prefix;
   return [
@@ -131,7 +130,7 @@ function artifactFront(deps: AppDeps): Koa.Middleware[] {
 /** The Koa application: distribution-spec routes over the local registry. */
 export function createApp(deps: AppDeps): Koa {
   const { logger } = deps;
-  const app = createBaseApp(logger, [requestMetrics(deps.metrics), ...artifactFront(deps)]);
+  const app = createBaseApp(logger, [requestMetrics(deps.metrics), ...artifactFront(deps.artifacts)]);
   const canRead = (ctx: Ctx, repo: string) => ctx.state.canRead(repo);
 
   const m = manifestHandlers(deps);

@@ -4,7 +4,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { createServer as createHttp, type Server } from "node:http";
-import { createServer as createHttps } from "node:https";
+import { createServer as createHttps, type Server as HttpsServer } from "node:https";
 import type { Logger } from "pino";
 import { ArtifactPuller } from "../artifacts/pull-through.ts";
 import type { ArtifactsConfig } from "../config/artifacts.ts";
@@ -17,6 +17,8 @@ export interface ArtifactService {
   handle: ArtifactHandler;
   /** The listener of its own, when configured. */
   url?: string;
+  /** That listener, when it serves TLS: the registry's certificate rotation must reach it too. */
+  tlsServer?: HttpsServer;
   close(): Promise<void>;
 }
 
@@ -67,6 +69,7 @@ export async function openArtifactService(
     void own(req, res);
   };
   const server: Server = opts.tls ? createHttps(opts.tls, handler) : createHttp(handler);
+  if (opts.tls) service.tlsServer = server as HttpsServer;
   answerClientErrors(server);
   server.requestTimeout = 0;
   server.keepAliveTimeout = 65_000;

@@ -194,8 +194,7 @@ async function run(
     throw err;
   });
   const { server, url } = http;
-  if (config.http.tls && tls)
-    stopTlsWatch = watchTlsFiles(server as HttpsServer, config.http.tls, tls, logger);
+  stopTlsWatch = watchAllTls(config, tls, logger, server as HttpsServer, artifacts);
   health.markStarted();
   logger.info({ url, storage: config.storage.rootDirectory }, "kagami listening");
 
@@ -269,17 +268,64 @@ async function startRedirector(
   logger: Logger,
   tls: TlsPair | undefined,
 ): Promise<RunningServer> {
-  const redirector = new Redirector(config.redirect!, loadRedirectRules(config, logger));
-  const { server, url } = await listen(config, createRedirectorApp(redirector, logger).callback(), tls);
+  const rules = loadRedirectRules(config, logger);
+  const redirector = new Redirector(config.redirect!, rules);
+  // extensions.artifacts was accepted in this mode but never started: files configured were
+  // silently not served. They are served as in mirror mode, the redirect rules applying.
+  const artifacts = config.artifacts
+    ? await openArtifactService(config.artifacts, {
+        logger,
+        redirectFor: fileRedirect(rules),
+        tls,
+        shutdownTimeoutMs: config.http.shutdownTimeoutMs,
+      })
+    : undefined;
+  let listening: Awaited<ReturnType<typeof listen>>;
+  try {
+    listening = await listen(config, createRedirectorApp(redirector, logger, artifacts).callback(), tls);
+  } catch (err) {
+    await artifacts?.close();
+    throw err;
+  }
+  const { server, url } = listening;
+  const stopTls = watchAllTls(config, tls, logger, server as HttpsServer, artifacts);
   logger.info({ url, upstream: config.redirect!.upstream?.url }, "kagami redirector listening");
   let closing: Promise<void> | undefined;
   return {
     server,
     url,
     close() {
-      closing ??= drain(server, config, logger).then(() => logger.info("kagami stopped"));
+      closing ??= (async () => {
+        stopTls();
+        await drain(server, config, logger);
+        await artifacts?.close();
+        logger.info("kagami stopped");
+      })();
       return closing;
     },
+  };
+}
+
+/**
+ * Puts renewed certificates into service on every TLS listener: the registry's (or redirector's)
+ * and the artifacts' own, which serves the same certificate; left out, that one would keep the old
+ * certificate until a restart, and fail every download once it expired. Returns the stop.
+ */
+function watchAllTls(
+  config: KagamiConfig,
+  tls: TlsPair | undefined,
+  logger: Logger,
+  server: HttpsServer,
+  artifacts: ArtifactService | undefined,
+): () => void {
+  if (!config.http.tls || !tls) return () => {};
+  const stops = [watchTlsFiles(server, config.http.tls, tls, logger)];
+  if (artifacts?.tlsServer)
+    stops.push(
+      watchTlsFiles(artifacts.tlsServer, config.http.tls, tls, logger.child({ service: "artifacts" })),
+    );
+  return () => {
+    for (const stop of stops) stop();
   };
 }
 

@@ -61,11 +61,15 @@ function scratchImage(label: string): ScratchImage {
   };
 }
 
-/** 401 or 403 from the registry or its token service: the refusal a push without rights must get. */
+/**
+ * 401 or 403 from the registry or its token service: the refusal a push without rights must get.
+ * 405 too: a pull-only front (archeio at registry.k8s.io, a Kagami redirector) has no write
+ * methods at all, which refuses every account's push more firmly still.
+ */
 function refusal(err: unknown): number | undefined {
   if (!(err instanceof UpstreamError)) return undefined;
   const s = err.upstreamStatus;
-  if (s === 401 || s === 403) return s;
+  if (s === 401 || s === 403 || s === 405) return s;
   if (err.code === "UNAUTHORIZED" || err.code === "DENIED") return s ?? 401;
   return undefined;
 }
@@ -83,7 +87,7 @@ async function tryPush(
   client: RemoteRegistry,
   repo: string,
   image: ScratchImage,
-): Promise<{ outcome: "refused" | "pushed" | "error"; message: string; detail?: string }> {
+): Promise<{ outcome: "refused" | "pushed" | "error" | "unreached"; message: string; detail?: string }> {
   try {
     await client.putBlob(repo, image.configDigest, Readable.from([image.config]), image.config.length);
     await client.putManifest(repo, image.tag, image.manifest, MediaType.ociManifest);
@@ -92,6 +96,9 @@ async function tryPush(
     const status = refusal(err);
     if (status !== undefined)
       return { outcome: "refused", message: `refused with HTTP ${status}`, detail: text(err) };
+    // No HTTP answer at all (refused connection, TLS, DNS): nothing got past anything.
+    if (!(err instanceof UpstreamError) || err.upstreamStatus === undefined)
+      return { outcome: "unreached", message: text(err) };
     return { outcome: "error", message: text(err) };
   }
 }
@@ -179,7 +186,9 @@ async function checkAnonymous(run: Run): Promise<void> {
     "fail",
     r.outcome === "pushed"
       ? `anyone can push: an anonymous client ${r.message}`
-      : `an anonymous push to ${opts.scratchRepo} got past the access check and failed later: ${r.message}`,
+      : r.outcome === "unreached"
+        ? `an anonymous push to ${opts.scratchRepo} could not be tried: ${r.message}`
+        : `an anonymous push to ${opts.scratchRepo} got past the access check and failed later: ${r.message}`,
   );
   if (r.outcome === "pushed") run.cleanup.push({ image, by: "anonymous" });
 }
@@ -244,7 +253,9 @@ async function checkReadOnly(run: Run, account: BasicCredentials, written?: Scra
     "fail",
     r.outcome === "pushed"
       ? `the read-only account '${account.username}' can push: it ${r.message}`
-      : `the read-only account '${account.username}' got past the access check and failed later: ${r.message}`,
+      : r.outcome === "unreached"
+        ? `a push as the read-only account '${account.username}' could not be tried: ${r.message}`
+        : `the read-only account '${account.username}' got past the access check and failed later: ${r.message}`,
   );
   if (r.outcome === "pushed") run.cleanup.push({ image, by: account.username });
 }

@@ -70,11 +70,25 @@ describe("extensions.artifacts", () => {
   });
 
   it("refuses a prefix that collides with the registry's endpoints or is not a plain path", () => {
-    for (const prefix of ["/v2", "/v2/files", "/V2", "/_kagami", "/_kagami/x"]) {
+    for (const prefix of ["/v2", "/v2/files", "/V2", "/_kagami", "/_kagami/x", "/livez", "/readyz/x"]) {
       expect(problems(withArtifacts({ rootDirectory: "/srv/files", pathPrefix: prefix }))).toEqual([
         expect.stringMatching(/^extensions\.artifacts\.pathPrefix: .* collides with the registry's own/),
       ]);
     }
+    // The Prometheus path too, when metrics are on (its default is /metrics).
+    const metrics = (path?: string) => ({
+      ...base,
+      extensions: {
+        artifacts: { rootDirectory: "/srv/files", pathPrefix: path ?? "/metrics" },
+        metrics: { enable: true, ...(path ? { prometheus: { path } } : {}) },
+      },
+    });
+    for (const tree of [metrics(), metrics("/stats")]) {
+      expect(problems(tree)).toEqual([
+        expect.stringMatching(/^extensions\.artifacts\.pathPrefix: .* collides with the registry's own/),
+      ]);
+    }
+    expect(problems(withArtifacts({ rootDirectory: "/srv/files", pathPrefix: "/metrics" }))).toEqual([]);
     for (const prefix of ["/", "artifacts", "/a/../v2", "/a b", "/a?x"]) {
       expect([prefix, problems(withArtifacts({ rootDirectory: "/srv/files", pathPrefix: prefix }))]).toEqual([
         prefix,

@@ -54,7 +54,9 @@ async function start(): Promise<RunningKagami> {
 
 describe.skipIf(!peers)("artifact pull-through", () => {
   beforeAll(async () => {
-    host = await startNginx({ locations: "location /dl/ { rewrite ^/dl/(.*)$ /cdn/$1 redirect; }" });
+    host = await startNginx({
+      locations: "location /dl/ { rewrite ^/dl/(.*)$ /cdn/$1 redirect; } location /listed/ { autoindex on; }",
+    });
     files = mkdtempSync(join(tmpdir(), "kagami-artifacts-pt-"));
     stateDir = mkdtempSync(join(tmpdir(), "kagami-artifacts-state-"));
     k = await start();
@@ -135,6 +137,19 @@ describe.skipIf(!peers)("artifact pull-through", () => {
       expect([res.status, await res.text()]).toEqual([404, "Not Found\n"]);
     }
     expect(await host.count(path)).toBe(1);
+  });
+
+  it("takes a directory the upstream lists for a miss, never storing the listing as a file", async () => {
+    // nginx with autoindex sends /listed/v1 on to /listed/v1/ and lists it: stored as a file
+    // named v1, that page would stand where the directory belongs and break every file below it.
+    const body = randomBytes(1000);
+    publish("listed/v1/kubectl", body, { sha256: hex("sha256", body) });
+    const dir = await fetch(`${k.url}/dl/listed/v1`);
+    expect([dir.status, await dir.text()]).toEqual([404, "Not Found\n"]);
+    expect(existsSync(join(files, "listed/v1"))).toBe(false);
+    const file = await fetch(`${k.url}/dl/listed/v1/kubectl`);
+    expect(file.status).toBe(200);
+    expect(Buffer.from(await file.arrayBuffer()).equals(body)).toBe(true);
   });
 
   it("fetches a file once for 20 concurrent misses", async () => {

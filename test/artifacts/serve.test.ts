@@ -189,6 +189,22 @@ describe.each([
     }
   });
 
+  it("answers names too long for the file system with 404, not a server error", async () => {
+    const p = new URL(base()).pathname.replace(/\/$/, "");
+    // One name over NAME_MAX; a path over PATH_MAX; and one under PATH_MAX that the root's own
+    // path pushes over it, which only the file system can tell.
+    const long = (n: number) => Array.from({ length: n }, () => "a".repeat(200)).join("/");
+    for (const path of [
+      `${p}/release/${"a".repeat(300)}`,
+      `${p}/release/${long(25)}`,
+      `${p}/${long(20)}/${"b".repeat(4080 - 20 * 201 - p.length)}`,
+    ]) {
+      const res = await rawRequest(base(), path);
+      expect([path.length, res.status]).toEqual([path.length, 404]);
+      noBranding(res, res.body.toString());
+    }
+  });
+
   it("lists no directories when listing is off", async () => {
     for (const path of ["/", "/release/", "/release"]) {
       const res = await fetch(`${base()}${path}`, { redirect: "manual" });

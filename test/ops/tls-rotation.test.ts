@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { connect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RunningKagami, startKagami } from "../helpers/kagami.ts";
+import { freePort } from "../helpers/net.ts";
 import { makeTestPki, type TestPki } from "../helpers/tls.ts";
 import { hasTool } from "../helpers/tools.ts";
 
@@ -56,6 +57,7 @@ describe.runIf(hasTool("openssl"))("TLS certificate rotation", () => {
   let k: RunningKagami;
   let oldFp: string;
   let nextFp: string;
+  let filesPort: number;
   const files = () => ({ cert: join(dir, "tls.crt"), key: join(dir, "tls.key") });
 
   beforeAll(async () => {
@@ -64,7 +66,12 @@ describe.runIf(hasTool("openssl"))("TLS certificate rotation", () => {
     dir = mkdtempSync(join(tmpdir(), "kagami-tls-rotation-"));
     copyFileSync(old.cert, files().cert);
     copyFileSync(old.key, files().key);
-    k = await startKagami({ tls: files() });
+    // The artifact files' own listener serves the same certificate and must follow it too.
+    filesPort = await freePort();
+    k = await startKagami({
+      tls: files(),
+      config: { extensions: { artifacts: { rootDirectory: join(dir, "files"), port: filesPort } } },
+    });
     oldFp = await servedFingerprint(k.port);
     nextFp = new X509Certificate(readFileSync(next.cert)).fingerprint256;
   });
@@ -81,6 +88,7 @@ describe.runIf(hasTool("openssl"))("TLS certificate rotation", () => {
       k.output().includes("TLS certificate not reloaded"),
     );
     expect(await servedFingerprint(k.port)).toBe(oldFp);
+    expect(await servedFingerprint(filesPort)).toBe(oldFp);
     expect(await statusTrusting(k.port, old.caCert)).toBe(200);
   });
 
@@ -88,6 +96,10 @@ describe.runIf(hasTool("openssl"))("TLS certificate rotation", () => {
     const pid = k.proc.pid;
     copyFileSync(next.key, files().key);
     await until("the new certificate", async () => (await servedFingerprint(k.port)) === nextFp);
+    await until(
+      "the new certificate on the artifacts' listener",
+      async () => (await servedFingerprint(filesPort)) === nextFp,
+    );
     // the log is written asynchronously: it may trail the new certificate a little
     await until("the reload's log line", async () => k.output().includes("TLS certificate reloaded"));
     expect(await statusTrusting(k.port, next.caCert)).toBe(200);

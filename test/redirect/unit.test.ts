@@ -18,6 +18,7 @@ import {
   parseGcpRanges,
   parsePlainRanges,
 } from "../../src/redirect/networks.ts";
+import { Redirector } from "../../src/redirect/redirector.ts";
 import { RedirectRules } from "../../src/redirect/rules.ts";
 import { repoRoot } from "../helpers/kagami.ts";
 
@@ -51,6 +52,33 @@ describe("networks", () => {
     expect(set.has("2001:db8:1:ffff::1")).toBe(true);
     expect(set.has("2001:db8:2::1")).toBe(false);
     expect(set.has("not an address")).toBe(false);
+  });
+
+  it("matches exactly at the edges of overlapping, adjacent and nested ranges, in both spaces", () => {
+    // Ranges are merged and binary-searched (a cloud's file holds thousands); the edges must hold.
+    const set = NetworkSet.of([
+      "10.0.0.0/24",
+      "10.0.1.0/24", // adjacent: one range 10.0.0.0-10.0.1.255
+      "10.0.0.128/25", // nested
+      "192.0.2.7",
+      "2001:db8::/127",
+      "::ffff:198.51.100.0/120", // IPv4-mapped, matched by the IPv4 address
+      "fe80::/10",
+    ]);
+    const yes = ["10.0.0.0", "10.0.1.255", "192.0.2.7", "2001:db8::1", "198.51.100.255", "fe80::1%eth0"];
+    const no = ["9.255.255.255", "10.0.2.0", "192.0.2.6", "192.0.2.8", "2001:db8::2", "198.51.101.0", "::1"];
+    expect(yes.filter((a) => !set.has(a))).toEqual([]);
+    expect(no.filter((a) => set.has(a))).toEqual([]);
+    expect(set.has("::ffff:a00:1ff")).toBe(true); // 10.0.1.255, written in hex
+    expect(NetworkSet.of(["::/0"]).has("203.0.113.1")).toBe(true);
+    expect(NetworkSet.of(["0.0.0.0/0"]).has("2001:db8::1")).toBe(false);
+    const many = NetworkSet.of(Array.from({ length: 5000 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`));
+    // 10.0.0.0 to 10.19.135.255, merged into one range.
+    expect([many.has("10.0.0.0"), many.has("10.19.135.255"), many.has("10.19.136.0")]).toEqual([
+      true,
+      true,
+      false,
+    ]);
   });
 
   it("reads AWS ip-ranges.json with a region filter, IPv4 and IPv6", () => {
@@ -169,7 +197,9 @@ describe("blob copies", () => {
 
     it("caches only positive answers, and a slow copy counts as not having it", async () => {
       present = new Set(["/yes"]);
-      const checker = new BlobCopyChecker({ timeoutMs: 300, cacheTtlMs: 60_000 });
+      // Generous for answers that come (a loaded machine must not turn a 200 into "absent"); the
+      // short timeout only where the copy never answers.
+      const checker = new BlobCopyChecker({ timeoutMs: 10_000, cacheTtlMs: 60_000 });
       expect(await checker.has(`${base}/yes`)).toBe(true);
       expect(await checker.has(`${base}/no`)).toBe(false);
       present = new Set(["/no"]);
@@ -178,7 +208,8 @@ describe("blob copies", () => {
       expect(seen.filter((s) => s.startsWith("HEAD /yes"))).toHaveLength(1);
       expect(seen.filter((s) => s.startsWith("HEAD /no"))).toHaveLength(2);
       expect(seen.every((s) => s.endsWith(" -"))).toBe(true);
-      expect(await checker.has(`${base}/slow`)).toBe(false);
+      const impatient = new BlobCopyChecker({ timeoutMs: 300, cacheTtlMs: 60_000 });
+      expect(await impatient.has(`${base}/slow`)).toBe(false);
       const down = new BlobCopyChecker({ timeoutMs: 300, cacheTtlMs: 60_000 });
       expect(await down.has("http://127.0.0.1:1/x")).toBe(false);
     });
@@ -187,7 +218,7 @@ describe("blob copies", () => {
 
 describe("extensions.redirect config", () => {
   const cfg = (redirect: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-    parseConfig({ ...extra, extensions: { redirect } });
+    parseConfig({ ...extra, extensions: { ...(extra.extensions as object), redirect } });
   const problems = (redirect: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
     try {
       cfg(redirect, extra);
@@ -253,6 +284,10 @@ describe("extensions.redirect config", () => {
     );
     expect(problems({ upstream: { url: "https://up.example" } })[0]).toMatch(/used only in redirector mode/);
     expect(problems({ ...up, pages: { "/v2/x": "https://x.example" } })[0]).toMatch(/outside \/v2/);
+    // Accepted once, never served.
+    expect(problems(up, { extensions: { metrics: { enable: true } } })).toEqual([
+      "extensions.metrics: a redirector serves no metrics; its access log records every redirect",
+    ]);
   });
 
   it("picks the first rule holding the client, else the default", () => {
@@ -264,5 +299,73 @@ describe("extensions.redirect config", () => {
     expect(rules.pick("10.1.0.1")?.name).toBe("eu");
     expect(rules.pick("10.9.0.1")?.name).toBe("us");
     expect(rules.pick("192.0.2.1")?.name).toBe("default");
+  });
+});
+
+describe("redirector paths", () => {
+  const { config } = parseConfig({
+    extensions: {
+      redirect: { mode: "redirector", upstream: { url: "https://up.example", pathPrefix: "k8s/images" } },
+    },
+  });
+  const redirector = new Redirector(config.redirect!, RedirectRules.load(config.redirect!));
+  const answer = (path: string) =>
+    redirector.answer({ method: "GET", path, search: "", peer: "192.0.2.1", forwarded: undefined });
+
+  it("keeps every redirect under the upstream's path prefix", async () => {
+    // `\` is `/` to a WHATWG URL parser: `.../k8s/images/x\..\..\..\other` resolves to `/other`.
+    for (const path of [
+      "/v2/x\\..\\..\\..\\other/manifests/a",
+      "/v2/pause/blobs/sha256:ab\\..",
+      "/v2/../x",
+    ]) {
+      expect([path, await answer(path)]).toMatchObject([
+        path,
+        { kind: "error", status: 400, code: "NAME_INVALID" },
+      ]);
+    }
+    expect(await answer("/v2/pause/manifests/v1")).toEqual({
+      kind: "redirect",
+      to: "upstream",
+      location: "https://up.example/v2/k8s/images/pause/manifests/v1",
+    });
+  });
+});
+
+describe("redirector blob copies with the repository in the layout", () => {
+  let server: Server;
+  let base = "";
+  beforeAll(async () => {
+    // A copy that says it has everything: only the redirector's own checks keep a path out.
+    server = createServer((_req, res) => res.end());
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const a = server.address();
+    base = `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  it("sends no client to a copy path built from a name outside the spec's grammar", async () => {
+    const { config } = parseConfig({
+      extensions: {
+        redirect: {
+          mode: "redirector",
+          rules: [{ name: "all", networks: ["0.0.0.0/0"], baseUrl: base, layout: "registry" }],
+          upstream: { url: "https://up.example" },
+        },
+      },
+    });
+    const redirector = new Redirector(config.redirect!, RedirectRules.load(config.redirect!));
+    const get = (path: string) =>
+      redirector.answer({ method: "GET", path, search: "", peer: "192.0.2.1", forwarded: undefined });
+    expect(await get(`/v2/pause/blobs/${digest}`)).toMatchObject({
+      to: "copy",
+      location: `${base}/v2/pause/blobs/${digest}`,
+    });
+    for (const name of ["a%2f..%2f..%2fsecret", "A/Upper", "a%3fq=1"]) {
+      expect(await get(`/v2/${name}/blobs/${digest}`)).toMatchObject({ kind: "redirect", to: "upstream" });
+    }
   });
 });

@@ -91,6 +91,7 @@ describe.runIf(hasTool("nginx"))("kagami validate (the command)", () => {
       ["--registry", "https://127.0.0.1:1/v2"],
       ["--registry", "127.0.0.1:1", "--output", "yaml"],
       ["--registry", "127.0.0.1:1", "--ro-creds", "reader"],
+      ["--registry", "127.0.0.1:1", "--scratch-repo", "../../x"],
     ]) {
       const r = await cli(validateCommand, ...args);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
