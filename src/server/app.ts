@@ -172,8 +172,14 @@ export function createApp(deps: AppDeps): Koa {
   router.get("/livez", (ctx) => answer(ctx, deps.health.live()));
   router.get("/startupz", (ctx) => answer(ctx, deps.health.startup()));
   router.get("/readyz", async (ctx) => answer(ctx, await deps.health.ready()));
-  if (deps.config.metrics) {
-    router.get(deps.config.metrics.path, (ctx) => serveMetrics(ctx as Ctx, deps.metrics, deps.access()));
+  const metricsPath = deps.config.metrics?.path;
+  if (metricsPath !== undefined) {
+    // Compared as a literal: a router pattern would read ':' or '(' in the configured path as syntax,
+    // failing at start or answering paths the operator never named.
+    app.use(async (ctx, next) => {
+      if (ctx.path !== metricsPath || (ctx.method !== "GET" && ctx.method !== "HEAD")) return next();
+      await serveMetrics(ctx as Ctx, deps.metrics, deps.access());
+    });
   }
   router.get("/_kagami/token", (ctx) => deps.access().issueToken(ctx as Ctx));
   router.get("/_kagami/sync", async (ctx) => {
