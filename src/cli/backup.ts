@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { defaults, loadConfigFile } from "../config/config.ts";
-import { BackupTargetError, backupStore } from "../store/backup.ts";
+import { BackupInconsistentError, BackupTargetError, backupStore } from "../store/backup.ts";
 import { parseFlags, UsageError } from "./args.ts";
 import { formatBytes } from "./progress.ts";
 
@@ -45,7 +45,7 @@ export async function backupCommand(argv: string[]): Promise<number> {
         `${s.root} -> ${s.dest}: metadata snapshot, ${r.blobsCopied} blobs copied (${formatBytes(r.bytesCopied)}), ${r.blobsKept} already there\n`,
       );
     } catch (err) {
-      if (!(err instanceof BackupTargetError)) throw err;
+      if (!(err instanceof BackupTargetError || err instanceof BackupInconsistentError)) throw err;
       process.stderr.write(`kagami backup: ${err.message}\n`);
       return 1;
     }
