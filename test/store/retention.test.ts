@@ -238,4 +238,27 @@ describe("retention runs with the periodic garbage collection", () => {
     expect(await status("other/app", other.digest)).toBe(200);
     expect(k.output()).toMatch(/"module":"retention".*"tag":"drop-1"/);
   });
+  it("takes a reloaded configuration's retention without a restart (dryRun switched off)", async () => {
+    const retention = (dryRun: boolean) => ({
+      dryRun,
+      delay: "0s",
+      policies: [{ repositories: ["team/**"], keepTags: [{ patterns: ["^keep"] }] }],
+    });
+    const storage = { gc: true, gcDelay: "0s", gcInterval: "1s", retention: retention(true) };
+    k = await startKagami({ config: { storage } });
+    const dropped = await pushImage(k.url, "team/app", "drop-1");
+    const status = async () =>
+      (await fetch(`${k!.url}/v2/team/app/manifests/${dropped.digest}`, { method: "HEAD" })).status;
+    const dryRunDecision = /"module":"retention","dryRun":true.*"tag":"drop-1"/;
+    for (let i = 0; i < 300 && !dryRunDecision.test(k.output()); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(k.output()).toMatch(dryRunDecision);
+    expect(await status()).toBe(200);
+
+    const raw = JSON.parse(await readFile(k.configPath, "utf8")) as { storage: typeof storage };
+    raw.storage.retention = retention(false);
+    await writeFile(k.configPath, JSON.stringify(raw));
+    for (let i = 0; i < 300 && (await status()) !== 404; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await status()).toBe(404);
+  });
 });
