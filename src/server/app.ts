@@ -42,36 +42,32 @@ export function createBaseApp(logger: Logger, before: Koa.Middleware[] = []): Ko
     // ctx.ip throws, and a throw in a 'close' listener would take the whole process down.
     const remote = ctx.ip;
     const bytesIn = Number(ctx.get("Content-Length") || 0);
-    let failed: unknown;
-    try {
-      await next();
-    } catch (err) {
-      failed = err;
-      throw err;
-    } finally {
-      ctx.res.once("close", () => {
-        try {
-          logger.info(
-            {
-              reqId: id,
-              method: ctx.method,
-              path: ctx.path,
-              status: failed && !ctx.res.headersSent ? 500 : ctx.status,
-              bytesOut: ctx.response.length ?? 0,
-              bytesIn,
-              durationMs: Number(process.hrtime.bigint() - started) / 1e6,
-              remote,
-              // Who the access rules saw: absent for anonymous callers and requests that never reached them.
-              user: (ctx.state as Partial<Ctx["state"]>).identity?.user,
-              aborted: !ctx.res.writableFinished,
-            },
-            "request",
-          );
-        } catch (err) {
-          logger.warn({ err, reqId: id }, "access log line failed");
-        }
-      });
-    }
+    // Listening before the handlers run: a client that goes away mid-body fails the handler only
+    // after the response has closed, and a listener added then would never log the request.
+    ctx.res.once("close", () => {
+      try {
+        logger.info(
+          {
+            reqId: id,
+            method: ctx.method,
+            path: ctx.path,
+            // 499, as nginx logs it: the client went away before any answer was sent.
+            status: ctx.res.headersSent ? ctx.res.statusCode : 499,
+            bytesOut: ctx.response.length ?? 0,
+            bytesIn,
+            durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+            remote,
+            // Who the access rules saw: absent for anonymous callers and requests that never reached them.
+            user: (ctx.state as Partial<Ctx["state"]>).identity?.user,
+            aborted: !ctx.res.writableFinished,
+          },
+          "request",
+        );
+      } catch (err) {
+        logger.warn({ err, reqId: id }, "access log line failed");
+      }
+    });
+    await next();
   });
 
   // Fronts served before the registry's headers and JSON errors (release files answer plain HTTP).
