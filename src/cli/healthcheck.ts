@@ -1,11 +1,15 @@
 /**
  * The container HEALTHCHECK: asks the server's own /readyz on loopback and exits 0 when ready.
  * A separate entry point, not a `kagami` command, so that a probe costs one small module load.
- * The address comes from the config the server runs with, so a changed port or TLS keeps working.
+ * The address comes from the config the server runs with (PID 1's --config, unless one is given),
+ * so a changed port, TLS or another config file keeps working.
  */
+import { readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { resolve } from "node:path";
 import { loadConfigFile } from "../config/config.ts";
+import { serveConfigPath } from "./serve-config-path.ts";
 
 const loopback: Record<string, string> = { "0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1" };
 
@@ -34,7 +38,19 @@ function probe(configPath: string): Promise<number> {
   });
 }
 
-const configPath = process.argv[2] ?? process.env.KAGAMI_CONFIG ?? "/etc/kagami/config.json";
+/** The config the container's server (PID 1) was started with, if it is `kagami serve`. */
+function pid1ConfigPath(): string | undefined {
+  try {
+    const path = serveConfigPath(readFileSync("/proc/1/cmdline", "utf8").split("\0"));
+    // A relative path is the server's, from its working directory.
+    return path === undefined ? undefined : resolve("/proc/1/cwd", path);
+  } catch {
+    return undefined;
+  }
+}
+
+const configPath =
+  process.argv[2] ?? process.env.KAGAMI_CONFIG ?? pid1ConfigPath() ?? "/etc/kagami/config.json";
 probe(configPath).then(
   (status) => {
     if (status !== 200) process.stderr.write(`kagami healthcheck: /readyz answered ${status}\n`);

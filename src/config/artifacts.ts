@@ -149,3 +149,48 @@ export function normalizeArtifacts(tree: Json, registryAddress: string): Artifac
   }
   return out;
 }
+
+/** Paths the registry's listener answers itself, outside /v2/: a metrics path there would shadow them. */
+const ownPaths = ["/livez", "/readyz", "/startupz"];
+
+/**
+ * `extensions.metrics.prometheus.path` beside the listener's other paths: the schema already keeps it
+ * out of /v2/; here, out of the probes, /_kagami/ and the release files' prefix, where either it or
+ * they would silently stop answering.
+ */
+export function metricsPathProblems(tree: Json): ConfigProblem[] {
+  const ext = isObject(tree.extensions) ? tree.extensions : {};
+  const m = ext.metrics;
+  if (!isObject(m) || m.enable !== true) return [];
+  const prom = isObject(m.prometheus) ? m.prometheus : {};
+  const path = typeof prom.path === "string" && prom.path !== "" ? prom.path : "/metrics";
+  const where = "extensions.metrics.prometheus.path";
+  const first = path.split("/")[1]?.toLowerCase() ?? "";
+  if (ownPaths.includes(path) || reserved.includes(first)) {
+    return [
+      {
+        path: where,
+        message: `'${path}' is one of the registry's own endpoints; choose another, e.g. "/metrics"`,
+      },
+    ];
+  }
+  const a = ext.artifacts;
+  if (
+    isObject(a) &&
+    a.enable !== false &&
+    typeof a.pathPrefix === "string" &&
+    underPrefix(path, a.pathPrefix)
+  ) {
+    return [
+      {
+        path: where,
+        message: `'${path}' is below extensions.artifacts.pathPrefix '${a.pathPrefix}', whose files would be served instead; choose another, e.g. "/metrics"`,
+      },
+    ];
+  }
+  return [];
+}
+
+function underPrefix(path: string, prefix: string): boolean {
+  return prefix === "" || path === prefix || path.startsWith(`${prefix}/`);
+}

@@ -6,7 +6,12 @@ import semver from "semver";
 import { type AccessControlConfig, normalizeAccessControl } from "../auth/policy.ts";
 import type { CacheQuotaOptions } from "../store/quota.ts";
 import type { RetentionOptions } from "../store/retention.ts";
-import { type ArtifactsConfig, artifactsProblems, normalizeArtifacts } from "./artifacts.ts";
+import {
+  type ArtifactsConfig,
+  artifactsProblems,
+  metricsPathProblems,
+  normalizeArtifacts,
+} from "./artifacts.ts";
 import { parseDuration } from "./duration.ts";
 import { type GcTimeWindow, parseGcTimeWindow } from "./gc-window.ts";
 import { goRegexpProblem } from "./go-regexp.ts";
@@ -310,6 +315,7 @@ export function parseConfig(raw: unknown, source?: string): LoadedConfig {
     ...zotRuleProblems(tree),
     ...redirectProblems(tree),
     ...artifactsProblems(tree),
+    ...metricsPathProblems(tree),
   ];
   if (refused.length > 0) throw new ConfigError(refused, source);
   const r = tree as {

@@ -52,6 +52,25 @@ export class Stores {
     return new Stores(root, subs, housekeeping);
   }
 
+  /**
+   * A reloaded configuration's retention policies and cache quota, for the stores open now (matched
+   * by rootDirectory): an operator who sets `dryRun: true` to stop deletions must not wait for a
+   * restart. A sub-path added or removed takes one.
+   */
+  applyHousekeeping(storage: KagamiConfig["storage"]): void {
+    for (const h of this.housekeeping) {
+      const o =
+        h === this.housekeeping[0]
+          ? storage
+          : storage.subPaths?.find((sp) => sp.rootDirectory === h.store.root);
+      if (!o) continue;
+      if (o.retention) h.retention = o.retention;
+      else delete h.retention;
+      if (o.cacheQuota) h.cacheQuota = o.cacheQuota;
+      else delete h.cacheQuota;
+    }
+  }
+
   /** The store that holds `repo`. */
   for(repo: string): LocalRegistry {
     for (const s of this.subs) {

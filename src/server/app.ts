@@ -42,36 +42,32 @@ export function createBaseApp(logger: Logger, before: Koa.Middleware[] = []): Ko
     // ctx.ip throws, and a throw in a 'close' listener would take the whole process down.
     const remote = ctx.ip;
     const bytesIn = Number(ctx.get("Content-Length") || 0);
-    let failed: unknown;
-    try {
-      await next();
-    } catch (err) {
-      failed = err;
-      throw err;
-    } finally {
-      ctx.res.once("close", () => {
-        try {
-          logger.info(
-            {
-              reqId: id,
-              method: ctx.method,
-              path: ctx.path,
-              status: failed && !ctx.res.headersSent ? 500 : ctx.status,
-              bytesOut: ctx.response.length ?? 0,
-              bytesIn,
-              durationMs: Number(process.hrtime.bigint() - started) / 1e6,
-              remote,
-              // Who the access rules saw: absent for anonymous callers and requests that never reached them.
-              user: (ctx.state as Partial<Ctx["state"]>).identity?.user,
-              aborted: !ctx.res.writableFinished,
-            },
-            "request",
-          );
-        } catch (err) {
-          logger.warn({ err, reqId: id }, "access log line failed");
-        }
-      });
-    }
+    // Listening before the handlers run: a client that goes away mid-body fails the handler only
+    // after the response has closed, and a listener added then would never log the request.
+    ctx.res.once("close", () => {
+      try {
+        logger.info(
+          {
+            reqId: id,
+            method: ctx.method,
+            path: ctx.path,
+            // 499, as nginx logs it: the client went away before any answer was sent.
+            status: ctx.res.headersSent ? ctx.res.statusCode : 499,
+            bytesOut: ctx.response.length ?? 0,
+            bytesIn,
+            durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+            remote,
+            // Who the access rules saw: absent for anonymous callers and requests that never reached them.
+            user: (ctx.state as Partial<Ctx["state"]>).identity?.user,
+            aborted: !ctx.res.writableFinished,
+          },
+          "request",
+        );
+      } catch (err) {
+        logger.warn({ err, reqId: id }, "access log line failed");
+      }
+    });
+    await next();
   });
 
   // Fronts served before the registry's headers and JSON errors (release files answer plain HTTP).
@@ -171,8 +167,14 @@ export function createApp(deps: AppDeps): Koa {
   router.get("/livez", (ctx) => answer(ctx, deps.health.live()));
   router.get("/startupz", (ctx) => answer(ctx, deps.health.startup()));
   router.get("/readyz", async (ctx) => answer(ctx, await deps.health.ready()));
-  if (deps.config.metrics) {
-    router.get(deps.config.metrics.path, (ctx) => serveMetrics(ctx as Ctx, deps.metrics, deps.access()));
+  const metricsPath = deps.config.metrics?.path;
+  if (metricsPath !== undefined) {
+    // Compared as a literal: a router pattern would read ':' or '(' in the configured path as syntax,
+    // failing at start or answering paths the operator never named.
+    app.use(async (ctx, next) => {
+      if (ctx.path !== metricsPath || (ctx.method !== "GET" && ctx.method !== "HEAD")) return next();
+      await serveMetrics(ctx as Ctx, deps.metrics, deps.access());
+    });
   }
   router.get("/_kagami/token", (ctx) => deps.access().issueToken(ctx as Ctx));
   router.get("/_kagami/sync", async (ctx) => {

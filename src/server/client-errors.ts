@@ -1,10 +1,12 @@
-import type { Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import type { Socket } from "node:net";
 
 /** Requests on a connection whose response has not ended yet (pipelined ones queue behind the first). */
 const unanswered = new WeakMap<Socket, number>();
 /** Connections that sent bytes Node could not parse while a response was under way: closed once it ends. */
 const closeWhenAnswered = new WeakSet<Socket>();
+/** The last request read on each connection, whose body may still be arriving. */
+const latest = new WeakMap<Socket, IncomingMessage>();
 
 function errorResponse(err: NodeJS.ErrnoException): string {
   const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
@@ -28,6 +30,7 @@ function errorResponse(err: NodeJS.ErrnoException): string {
 export function answerClientErrors(server: Server): void {
   server.on("request", (req, res) => {
     const socket = req.socket;
+    latest.set(socket, req);
     unanswered.set(socket, (unanswered.get(socket) ?? 0) + 1);
     res.once("close", () => {
       const left = (unanswered.get(socket) ?? 1) - 1;
@@ -40,6 +43,15 @@ export function answerClientErrors(server: Server): void {
   });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // The error is in the body of the request being handled: most often the client went away
+    // mid-upload (its FIN ends the body early; the socket stays half open). The body will never
+    // come, so the connection goes and the handler sees the request aborted; waiting for its answer
+    // would wait forever, holding the upload session busy.
+    const req = latest.get(socket);
+    if (req && !req.complete) {
       socket.destroy();
       return;
     }

@@ -30,33 +30,36 @@ export function requestMetrics(metrics: PrometheusMetrics): Koa.Middleware {
     const socket = ctx.req.socket;
     const readBefore = socket.bytesRead;
     const declared = ctx.get("Content-Length");
-    try {
-      await next();
-      // Before the answer reaches the client, so a scrape it sends next already recounts.
-      if (writeMethods.has(ctx.method) && ctx.status < 400) metrics.storageChanged();
-    } finally {
-      ctx.res.once("close", () => {
-        const match = matchRoute(ctx.method, ctx.path);
-        const kind = match.kind === "ok" ? kindOf(match.route.endpoint) : "other";
-        // 499, as nginx logs it: the client went away before any answer was sent.
-        const status = ctx.res.headersSent ? ctx.res.statusCode : 499;
-        // A chunked body has no Content-Length: what the socket read meanwhile is that body (and its framing).
-        const bytesIn = declared
+    // Listening before the handlers run: an upload whose client goes away mid-body fails the handler
+    // only after the response has closed, and a listener added then would never be called.
+    ctx.res.once("close", () => {
+      const match = matchRoute(ctx.method, ctx.path);
+      const kind = match.kind === "ok" ? kindOf(match.route.endpoint) : "other";
+      // 499, as nginx logs it: the client went away before any answer was sent.
+      const status = ctx.res.headersSent ? ctx.res.statusCode : 499;
+      // What the socket read meanwhile is the body (and a chunked one's framing); a declared length
+      // counts once the body arrived whole, since a first packet may carry it in with the headers.
+      const read = Math.max(0, socket.bytesRead - readBefore);
+      const bytesIn = declared
+        ? ctx.req.complete
           ? Number(declared) || 0
-          : bodyMethods.has(ctx.method)
-            ? Math.max(0, socket.bytesRead - readBefore)
-            : 0;
-        const finished = ctx.res.writableFinished && ctx.method !== "HEAD";
-        metrics.request({
-          kind,
-          method: knownMethods.has(ctx.method) ? ctx.method : "other",
-          status,
-          seconds: Number(process.hrtime.bigint() - started) / 1e9,
-          bytesIn,
-          bytesOut: finished ? Number(ctx.res.getHeader("content-length") ?? 0) || 0 : 0,
-        });
+          : Math.min(Number(declared) || 0, read)
+        : bodyMethods.has(ctx.method)
+          ? read
+          : 0;
+      const finished = ctx.res.writableFinished && ctx.method !== "HEAD";
+      metrics.request({
+        kind,
+        method: knownMethods.has(ctx.method) ? ctx.method : "other",
+        status,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        bytesIn,
+        bytesOut: finished ? Number(ctx.res.getHeader("content-length") ?? 0) || 0 : 0,
       });
-    }
+    });
+    await next();
+    // Before the answer reaches the client, so a scrape it sends next already recounts.
+    if (writeMethods.has(ctx.method) && ctx.status < 400) metrics.storageChanged();
   };
 }
 

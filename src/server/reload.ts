@@ -6,6 +6,14 @@ import { ConfigError, type KagamiConfig, loadConfigFile } from "../config/config
 function restartFields(a: KagamiConfig, b: KagamiConfig): string[] {
   const out: string[] = [];
   if (a.storage.rootDirectory !== b.storage.rootDirectory) out.push("storage.rootDirectory");
+  // Retention and cacheQuota are applied on reload (Stores.applyHousekeeping); the stores and the
+  // collection's schedule are set up once.
+  const layout = (c: KagamiConfig) =>
+    JSON.stringify((c.storage.subPaths ?? []).map((sp) => [sp.prefix, sp.rootDirectory]));
+  if (layout(a) !== layout(b)) out.push("storage.subPaths");
+  for (const f of ["gc", "gcDelayMs", "gcIntervalMs", "gcTimeWindow"] as const)
+    if (JSON.stringify(a.storage[f]) !== JSON.stringify(b.storage[f]))
+      out.push(`storage.${f.replace(/Ms$/, "")}`);
   if (a.http.address !== b.http.address) out.push("http.address");
   if (a.http.port !== b.http.port) out.push("http.port");
   if (JSON.stringify(a.http.tls) !== JSON.stringify(b.http.tls)) out.push("http.tls");

@@ -134,6 +134,7 @@ async function run(
   sync?.start();
   const stopWatching = watchConfig(config, logger, (next) => {
     access = AccessState.create(next.http, logger, access);
+    stores.applyHousekeeping(next.storage);
     if (JSON.stringify(next.sync) !== JSON.stringify(mirror?.config)) {
       const old = { mirror, sync };
       mirror = next.sync ? new Mirror(next.sync, stores, logger, metrics) : undefined;

@@ -329,16 +329,28 @@ export class Metadata {
   /**
    * Marks an image copied from an upstream (the manifest, the manifests it names, its referrers) as the mirror's,
    * so the cache quota may evict it; a periodic sync stores through the copy engine, which cannot say so.
+   * `local` (from localManifests before the copy) stays local: a signature a user pushed for the image
+   * (allowLocalWrites), or the same image pushed here before, is not upstream's to evict.
    */
-  markMirrored(repo: string, digest: string): void {
+  markMirrored(repo: string, digest: string, local: ReadonlySet<string> = new Set()): void {
     this.db
       .prepare(
         `WITH RECURSIVE tree(d) AS (SELECT @digest
            UNION SELECT r.child FROM manifest_refs r JOIN tree ON r.parent = tree.d WHERE r.repo = @repo AND r.kind = 'manifest'
            UNION SELECT m.digest FROM manifests m JOIN tree ON m.subject = tree.d WHERE m.repo = @repo)
-         UPDATE manifests SET mirrored = 1 WHERE repo = @repo AND digest IN (SELECT d FROM tree)`,
+         UPDATE manifests SET mirrored = 1 WHERE repo = @repo AND digest IN (SELECT d FROM tree)
+           AND digest NOT IN (SELECT value FROM json_each(@local))`,
       )
-      .run({ repo, digest });
+      .run({ repo, digest, local: JSON.stringify([...local]) });
+  }
+
+  /** Manifests of `repo` stored as pushed here, not mirrored. */
+  localManifests(repo: string): Set<string> {
+    const rows = this.db
+      .prepare("SELECT digest FROM manifests WHERE repo = ? AND mirrored = 0")
+      .pluck()
+      .all(repo) as string[];
+    return new Set(rows);
   }
 
   /** Deletes a manifest and every tag that points at it. */

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { closeSync, openSync, readSync } from "node:fs";
-import { rm, writeFile } from "node:fs/promises";
+import { closeSync, constants, openSync, readSync } from "node:fs";
+import { access, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type Database from "better-sqlite3";
 
@@ -21,22 +21,40 @@ function codeOf(err: unknown): string {
 }
 
 /**
- * Whether the storage directory takes writes now: a small file written, synced and removed. A
- * disk remounted read-only after errors, or a full one, fails here before a push finds out.
+ * Whether the storage directory takes writes now: a small file written, synced and removed, in the
+ * root (the database's -wal and -shm) and in `tmp/` (where uploads and fetches land), and write
+ * permission on `blobs/` and `blobs/sha256/` (where they are renamed to). A disk remounted read-only
+ * after errors, a full one, or a restore that left `blobs/` owned by another user fails here before
+ * a push finds out.
  */
 export async function probeWritable(root: string): Promise<ProbeResult> {
-  const path = join(root, `.kagami-probe-${randomUUID()}`);
+  let where = root;
+  const paths: string[] = [];
   try {
-    await writeFile(path, "ok", { flush: true });
-    await rm(path, { force: true });
+    for (const dir of [root, join(root, "tmp")]) {
+      where = dir;
+      const path = join(dir, `.kagami-probe-${randomUUID()}`);
+      paths.push(path);
+      await writeFile(path, "ok", { flush: true });
+      await rm(path, { force: true });
+    }
+    for (const dir of [join(root, "blobs"), join(root, "blobs", "sha256")]) {
+      where = dir;
+      try {
+        await access(dir, constants.W_OK);
+      } catch (err) {
+        // Not made yet (no blob pushed): its parent was just found writable.
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
+    }
     return { name: "storage", ok: true };
   } catch (err) {
-    await rm(path, { force: true }).catch(() => {});
+    for (const path of paths) await rm(path, { force: true }).catch(() => {});
     return {
       name: "storage",
       ok: false,
       reason: codeOf(err),
-      error: `cannot write to the storage directory ${root}: ${(err as Error).message}`,
+      error: `cannot write to the storage directory ${where}: ${(err as Error).message}`,
     };
   }
 }

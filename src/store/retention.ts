@@ -48,6 +48,12 @@ interface TagFacts extends ManifestFacts {
   tag: string;
 }
 
+/**
+ * cosign's tag for the signature of `sha256:<hex>`, and the referrers tag schema's `sha256-<hex>`
+ * (zot's IsCosignTag and IsReferrersTag; `.att` and `.sbom` are plain tags there).
+ */
+const cosignSignatureTag = /^sha256-([0-9a-f]{64})(?:\.sig)?$/;
+
 /** The policy zot applies to `repo`: the first whose globs match; undefined leaves the repository alone. */
 export function policyFor(opts: RetentionOptions, repo: string): RetentionPolicy | undefined {
   return opts.policies.find((p) => p.repositories.some((g) => globMatch(g, repo)));
@@ -135,9 +141,19 @@ export function planRetention(meta: Metadata, opts: RetentionOptions, now: numbe
     const manifests = new Map<string, ManifestFacts>();
     for (const m of manifestsOf.all(repo) as ManifestFacts[]) manifests.set(m.digest, m);
     const tags: TagFacts[] = [];
+    // Cosign's signature tags (and referrers-schema tags), by the manifest that holds them: zot files
+    // these as belonging to the signed image, not as tags, so no keepTags rule ever removes them; they
+    // go (deleteReferrers) when the image they name does.
+    const signatures = new Map<string, { tag: string; signed: string }[]>();
     for (const t of tagsOf.all(repo) as { tag: string; digest: string }[]) {
       const m = manifests.get(t.digest);
-      if (m) tags.push({ ...m, tag: t.tag });
+      if (!m) continue;
+      const signed = cosignSignatureTag.exec(t.tag);
+      if (signed) {
+        const list = signatures.get(t.digest) ?? [];
+        list.push({ tag: t.tag, signed: `sha256:${signed[1]}` });
+        signatures.set(t.digest, list);
+      } else tags.push({ ...m, tag: t.tag });
     }
     const kept = keptTags(policy, tags, now);
     const tagged = new Set<string>();
@@ -156,7 +172,12 @@ export function planRetention(meta: Metadata, opts: RetentionOptions, now: numbe
         if (tagged.has(digest)) continue;
         if (edges.some((e) => e.child === digest && alive.has(e.parent))) continue;
         let reason: string | undefined;
-        if (m.subject !== null) {
+        const sigs = signatures.get(digest);
+        if (sigs) {
+          if (!policy.deleteReferrers || !old(m) || sigs.some((g) => alive.has(g.signed))) continue;
+          reason = "cosign signature or referrers tag of a manifest that is gone";
+          for (const g of sigs) actions.push({ repo, digest, kind: "tag", tag: g.tag, reason });
+        } else if (m.subject !== null) {
           if (policy.deleteReferrers && !alive.has(m.subject) && old(m))
             reason = "referrer of a manifest that is gone";
         } else if (policy.deleteUntagged && old(m)) reason = "untagged";

@@ -220,12 +220,14 @@ export class SyncScheduler {
           retryBackoff: "doubling",
         };
         if (opts.onEvent) copyOpts.onEvent = opts.onEvent;
+        // What was pushed here before the copy stays local (see markMirrored).
+        const pushedHere = this.stores.for(local).meta.localManifests(local);
         const result = await copyImage(
           { registry: upstream, repo, reference: head.digest, name: `${upstream.name}/${repo}:${tag}` },
           { registry: this.stores.for(local), repo: local, tags: [tag] },
           copyOpts,
         );
-        this.stores.for(local).meta.markMirrored(local, result.digest);
+        this.stores.for(local).meta.markMirrored(local, result.digest, pushedHere);
         summary.copied++;
         summary.bytes += result.bytesCopied;
         this.mirror.state.checked(local, tag, result.digest, upstream.name);

@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kagamiBin, type RunningKagami, startKagami } from "../helpers/kagami.ts";
 import { type PushedImage, pushImage, sha256 } from "../helpers/push.ts";
@@ -76,5 +77,42 @@ describe("backup and restore", () => {
     const r = await backup("--config", k.configPath, join(dir, "not-a-backup"));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("holds files other than a Kagami backup");
+  });
+});
+
+describe("backup of sub-path stores", () => {
+  it("gives nested and underscored prefixes directories of their own", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kagami-backup-subpaths-"));
+    const k = await startKagami({
+      config: {
+        storage: {
+          subPaths: {
+            "/a/b": { rootDirectory: join(dir, "ab") },
+            "/a_b": { rootDirectory: join(dir, "a_b") },
+          },
+        },
+      },
+    });
+    try {
+      const nested = await pushImage(k.url, "a/b/app", "v1");
+      const underscored = await pushImage(k.url, "a_b/app", "v1");
+      const r = await backup("--config", k.configPath, join(dir, "backup"));
+      expect(r, r.stderr).toMatchObject({ code: 0 });
+      // Before, both went to subpaths/_a_b: the second snapshot replaced the first's database.
+      for (const [sub, img] of [
+        ["a+b", nested],
+        ["a_b", underscored],
+      ] as const) {
+        const db = new Database(join(dir, "backup", "subpaths", sub, "kagami.db"), { readonly: true });
+        try {
+          expect(db.prepare("SELECT digest FROM manifests").pluck().all(), sub).toEqual([img.digest]);
+        } finally {
+          db.close();
+        }
+      }
+    } finally {
+      await k.destroy();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

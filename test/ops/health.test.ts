@@ -100,4 +100,28 @@ describe("health probes", () => {
     },
     30_000,
   );
+
+  // A restore that left blobs/ to another user, or a file system that refuses writes below the root
+  // only: the root takes the probe's file, but no upload can be renamed into place.
+  it.runIf(asRoot && hasTool("chattr"))(
+    "/readyz fails when blobs/ refuses writes though the storage root takes them",
+    async () => {
+      const k = await startKagami();
+      running.push(k);
+      await pushImage(k.url, "app", "v1");
+      await untilReady(k, true);
+      const blobs = join(k.rootDir, "data", "blobs", "sha256");
+      await run("chattr", ["+i", blobs]);
+      try {
+        await untilReady(k, false);
+        const p = await probe(k, "/readyz");
+        expect(p.body).toEqual({ status: "unavailable", failed: { storage: "EPERM" } });
+        expect(k.output()).toContain(`cannot write to the storage directory ${blobs}`);
+      } finally {
+        await run("chattr", ["-i", blobs]);
+      }
+      await untilReady(k, true);
+    },
+    30_000,
+  );
 });

@@ -37,6 +37,29 @@ describe("extensions.metrics", () => {
     ]);
   });
 
+  it("refuses a path that shadows the probes, /_kagami/ or the release files' prefix", () => {
+    for (const path of ["/livez", "/readyz", "/startupz", "/_kagami/token", "/_kagami/metrics"]) {
+      expect(
+        problems({ storage, extensions: { metrics: { enable: true, prometheus: { path } } } }),
+        path,
+      ).toEqual([
+        expect.stringMatching(/^extensions\.metrics\.prometheus\.path: .*registry's own endpoints/),
+      ]);
+    }
+    const artifacts = { enable: true, rootDirectory: "/tmp/kagami-config-test-files", pathPrefix: "/files" };
+    expect(
+      problems({
+        storage,
+        extensions: { artifacts, metrics: { enable: true, prometheus: { path: "/files/metrics" } } },
+      }),
+    ).toEqual([expect.stringMatching(/^extensions\.metrics\.prometheus\.path: .*pathPrefix '\/files'/)]);
+    // Beside the prefix is fine, and so are characters a router pattern would have read as syntax.
+    for (const path of ["/files-metrics", "/ops/:x", "/m(.*)"]) {
+      const on = { artifacts, metrics: { enable: true, prometheus: { path } } };
+      expect(parseConfig({ storage, extensions: on }).config.metrics, path).toEqual({ path });
+    }
+  });
+
   it("keeps accessControl.metrics for the metrics endpoint, not as a repository pattern", () => {
     const { config } = parseConfig({
       storage,

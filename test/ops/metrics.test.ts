@@ -312,6 +312,15 @@ describe("who may read /metrics", () => {
     expect(await status(k, bob)).toBe(200);
   });
 
+  it("serves the configured path literally, even with characters a router pattern reads as syntax", async () => {
+    const k = await serve({}, { metrics: { enable: true, prometheus: { path: "/ops/:x(.*)" } } });
+    const at = async (path: string) =>
+      (await drain(await fetch(`${k.url}${path}`, { headers: { Authorization: alice } }))).status;
+    expect(await at("/ops/:x(.*)")).toBe(200);
+    expect(await at("/ops/anything")).toBe(404);
+    expect(await at("/metrics")).toBe(404);
+  });
+
   it("without extensions.metrics.enable there is no metrics endpoint, and the probes stay open", async () => {
     const k = await serve({}, { metrics: { enable: false } });
     expect(await status(k, alice)).toBe(404);

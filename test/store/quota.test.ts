@@ -173,4 +173,22 @@ describe("cacheQuota: least recently pulled mirrored images go first", () => {
     expect(plan.evict[0]).toMatchObject({ repo: "synced/app", digest: image });
     expect(plan.evict[0]!.manifests.sort()).toEqual([image, sbom].sort());
   });
+
+  it("a sync copy leaves what was pushed here before it local: the user's own signature is never evicted", async () => {
+    clock.t = t0 - 30 * hour;
+    // allowLocalWrites: the user signed the image the mirror holds, and pushed a copy of another.
+    const image = await putImage(reg, "synced/app", "v1", "synced", { mirrored: true });
+    const signature = await putImage(reg, "synced/app", undefined, "my signature", { subject: image });
+    const before = reg.meta.localManifests("synced/app");
+    expect(before).toEqual(new Set([signature]));
+    // The sync copies the image again (its copy engine writes as a push would), then marks it.
+    await putImage(reg, "synced/app", "v1", "synced");
+    reg.meta.markMirrored("synced/app", image, before);
+    const plan = await planQuota(reg.meta, dir, opts({ maxSize: 0 }), t0);
+    const evicted = plan.evict.find((e) => e.repo === "synced/app");
+    expect(evicted?.digest).toBe(image);
+    expect(evicted!.manifests).toEqual([image]);
+    await applyQuota(reg.meta, reg.files, plan);
+    expect(await reg.headManifest("synced/app", signature)).toBeDefined();
+  });
 });

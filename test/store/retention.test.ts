@@ -154,6 +154,32 @@ describe("storage.retention (zot's policies)", () => {
     expect(await has("elsewhere/app", untouched)).toBe(true);
   });
 
+  it("keeps cosign signature tags of kept images whatever keepTags says; deleteReferrers removes those of deleted ones", async () => {
+    const config = await fixtureConfig(dir);
+    stores = await Stores.open(config.storage, clock.now);
+    const sigTag = (d: string) => `${d.replace(":", "-")}.sig`;
+    // infra/*: keepTags names v2.* only; zot files cosign tags as signatures, never as tags to retain.
+    const v2 = await image("infra/app", "v2.0", 60);
+    const v2sig = await image("infra/app", sigTag(v2), 60);
+    const gone = await image("infra/app", "v9.9", 60);
+    const goneSig = await image("infra/app", sigTag(gone), 60);
+    // tmp/**: deleteReferrers; the signature of the image that goes goes with it.
+    const keep = await image("tmp/x", "v1.0", 1);
+    const keepSig = await image("tmp/x", sigTag(keep), 1);
+    const stale = await image("tmp/x", "v1.1", 30);
+    const staleSig = await image("tmp/x", sigTag(stale), 30);
+    const staleRefTag = await image("tmp/x", stale.replace(":", "-"), 30);
+
+    await run();
+    // deleteReferrers is false for infra/*: the signature of the deleted v9.9 stays, as in zot.
+    expect(await tags("infra/app")).toEqual([sigTag(v2), sigTag(gone), "v2.0"].sort());
+    for (const d of [v2, v2sig, goneSig]) expect(await has("infra/app", d)).toBe(true);
+    expect(await has("infra/app", gone)).toBe(false);
+    expect(await tags("tmp/x")).toEqual([sigTag(keep), "v1.0"].sort());
+    expect(await has("tmp/x", keepSig)).toBe(true);
+    for (const d of [stale, staleSig, staleRefTag]) expect(await has("tmp/x", d)).toBe(false);
+  });
+
   it("dryRun reports what would go and deletes nothing", async () => {
     const config = await fixtureConfig(dir, (raw) => {
       raw.storage.retention.dryRun = true;
@@ -211,5 +237,28 @@ describe("retention runs with the periodic garbage collection", () => {
     // No policy names other/app.
     expect(await status("other/app", other.digest)).toBe(200);
     expect(k.output()).toMatch(/"module":"retention".*"tag":"drop-1"/);
+  });
+  it("takes a reloaded configuration's retention without a restart (dryRun switched off)", async () => {
+    const retention = (dryRun: boolean) => ({
+      dryRun,
+      delay: "0s",
+      policies: [{ repositories: ["team/**"], keepTags: [{ patterns: ["^keep"] }] }],
+    });
+    const storage = { gc: true, gcDelay: "0s", gcInterval: "1s", retention: retention(true) };
+    k = await startKagami({ config: { storage } });
+    const dropped = await pushImage(k.url, "team/app", "drop-1");
+    const status = async () =>
+      (await fetch(`${k!.url}/v2/team/app/manifests/${dropped.digest}`, { method: "HEAD" })).status;
+    const dryRunDecision = /"module":"retention","dryRun":true.*"tag":"drop-1"/;
+    for (let i = 0; i < 300 && !dryRunDecision.test(k.output()); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(k.output()).toMatch(dryRunDecision);
+    expect(await status()).toBe(200);
+
+    const raw = JSON.parse(await readFile(k.configPath, "utf8")) as { storage: typeof storage };
+    raw.storage.retention = retention(false);
+    await writeFile(k.configPath, JSON.stringify(raw));
+    for (let i = 0; i < 300 && (await status()) !== 404; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await status()).toBe(404);
   });
 });
