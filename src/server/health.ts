@@ -3,7 +3,11 @@ import type { Stores } from "../registry/stores.ts";
 import type { ProbeResult } from "../store/probe.ts";
 
 /** A readiness check: one or more named results. S3 and PostgreSQL checks join this list when they exist. */
-export type ReadinessCheck = () => Promise<ProbeResult[]>;
+export interface ReadinessCheck {
+  /** Reported when the check does not answer in time. */
+  name: string;
+  run: () => Promise<ProbeResult[]>;
+}
 
 export interface HealthAnswer {
   status: number;
@@ -13,12 +17,18 @@ export interface HealthAnswer {
 /** How long one readiness answer is reused: probes from several kubelets and load balancers cannot hammer storage. */
 const readinessTtlMs = 1000;
 
+/** A check slower than this fails: a hung file system (a stuck NFS mount) must read as not ready, not hang the probe. */
+const checkTimeoutMs = 5000;
+
 /** Storage writable and metadata answering, for every store (sub-paths named by their prefix). */
 export function storeChecks(stores: Stores): ReadinessCheck[] {
-  return stores.entries().map(({ prefix, store }) => async () => {
-    const results = await store.probe();
-    return prefix ? results.map((r) => ({ ...r, name: `${r.name}:${prefix}` })) : results;
-  });
+  return stores.entries().map(({ prefix, store }) => ({
+    name: prefix ? `storage:${prefix}` : "storage",
+    run: async () => {
+      const results = await store.probe();
+      return prefix ? results.map((r) => ({ ...r, name: `${r.name}:${prefix}` })) : results;
+    },
+  }));
 }
 
 /**
@@ -29,6 +39,8 @@ export class Health {
   private started = false;
   private cached: { at: number; answer: Promise<HealthAnswer> } | undefined;
   private lastFailed = "";
+  /** A check still running is joined, not started again: hung probes must not pile up. */
+  private readonly running = new Map<ReadinessCheck, Promise<ProbeResult[]>>();
 
   constructor(
     private readonly checks: ReadinessCheck[],
@@ -58,9 +70,23 @@ export class Health {
     return answer;
   }
 
+  private run(check: ReadinessCheck): Promise<ProbeResult[]> {
+    let pending = this.running.get(check);
+    if (!pending) {
+      pending = check.run().finally(() => this.running.delete(check));
+      this.running.set(check, pending);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<ProbeResult[]>((resolve) => {
+      timer = setTimeout(() => resolve([{ name: check.name, ok: false, reason: "TIMEOUT" }]), checkTimeoutMs);
+      timer.unref();
+    });
+    return Promise.race([pending, late]).finally(() => clearTimeout(timer));
+  }
+
   private async evaluate(): Promise<HealthAnswer> {
     if (!this.started) return this.startup();
-    const results = (await Promise.all(this.checks.map((c) => c()))).flat();
+    const results = (await Promise.all(this.checks.map((c) => this.run(c)))).flat();
     const failed = results.filter((r) => !r.ok);
     const summary = failed.map((f) => f.name).join(",");
     if (summary !== this.lastFailed) {
