@@ -174,23 +174,6 @@ export function metricsPathProblems(tree: Json): ConfigProblem[] {
       },
     ];
   }
-  const a = ext.artifacts;
-  if (
-    isObject(a) &&
-    a.enable !== false &&
-    typeof a.pathPrefix === "string" &&
-    underPrefix(path, a.pathPrefix)
-  ) {
-    return [
-      {
-        path: where,
-        message: `'${path}' is below extensions.artifacts.pathPrefix '${a.pathPrefix}', whose files would be served instead; choose another, e.g. "/metrics"`,
-      },
-    ];
-  }
+  // A path below extensions.artifacts.pathPrefix is reported once, on the prefix (artifactsProblems).
   return [];
-}
-
-function underPrefix(path: string, prefix: string): boolean {
-  return prefix === "" || path === prefix || path.startsWith(`${prefix}/`);
 }

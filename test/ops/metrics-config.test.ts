@@ -52,7 +52,7 @@ describe("extensions.metrics", () => {
         storage,
         extensions: { artifacts, metrics: { enable: true, prometheus: { path: "/files/metrics" } } },
       }),
-    ).toEqual([expect.stringMatching(/^extensions\.metrics\.prometheus\.path: .*pathPrefix '\/files'/)]);
+    ).toEqual([expect.stringMatching(/^extensions\.artifacts\.pathPrefix: '\/files' collides/)]);
     // Beside the prefix is fine, and so are characters a router pattern would have read as syntax.
     for (const path of ["/files-metrics", "/ops/:x", "/m(.*)"]) {
       const on = { artifacts, metrics: { enable: true, prometheus: { path } } };
