@@ -41,6 +41,12 @@ function metricsSegment(ext: Json): string | undefined {
   return (path || "/metrics").split("/")[1]?.toLowerCase();
 }
 
+function namesFileCopy(redirect: unknown): boolean {
+  if (!isObject(redirect)) return false;
+  const copies = [...(Array.isArray(redirect.rules) ? redirect.rules : []), redirect.default];
+  return copies.some((c) => isObject(c) && typeof c.artifactsBaseUrl === "string");
+}
+
 export function artifactsProblems(tree: Json): ConfigProblem[] {
   const ext = isObject(tree.extensions) ? tree.extensions : {};
   const a = ext.artifacts;
@@ -94,6 +100,12 @@ export function artifactsProblems(tree: Json): ConfigProblem[] {
   }
   if (a.redirect === true && !isObject(ext.redirect)) {
     out.push({ path: `${at}.redirect`, message: "needs redirect rules in extensions.redirect" });
+  } else if (a.redirect === true && !namesFileCopy(ext.redirect)) {
+    // Accepted, this would redirect nothing and say nothing: refused so the operator learns why.
+    out.push({
+      path: `${at}.redirect`,
+      message: "no rule (nor the default) in extensions.redirect names an artifactsBaseUrl to send files to",
+    });
   }
   if (typeof a.rootDirectory === "string") {
     const root = resolve(a.rootDirectory);

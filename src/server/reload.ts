@@ -19,6 +19,8 @@ function restartFields(a: KagamiConfig, b: KagamiConfig): string[] {
   if (JSON.stringify(a.http.tls) !== JSON.stringify(b.http.tls)) out.push("http.tls");
   if (JSON.stringify(a.log) !== JSON.stringify(b.log)) out.push("log");
   if (JSON.stringify(a.redirect) !== JSON.stringify(b.redirect)) out.push("extensions.redirect");
+  if (JSON.stringify(a.artifacts) !== JSON.stringify(b.artifacts)) out.push("extensions.artifacts");
+  if (JSON.stringify(a.metrics) !== JSON.stringify(b.metrics)) out.push("extensions.metrics");
   return out;
 }
 
@@ -50,6 +52,24 @@ export function watchConfig(
       const msg = err instanceof ConfigError ? err.message : String(err);
       logger.error({ file: path }, `configuration not reloaded, keeping the running one: ${msg}`);
     }
+  });
+  return () => unwatchFile(path);
+}
+
+/**
+ * Redirector mode builds everything once at start, so an edited file is applied on restart only;
+ * saying so is better than a server that silently keeps the old rules.
+ */
+export function watchConfigNeedingRestart(
+  current: KagamiConfig,
+  logger: Logger,
+  intervalMs = 1000,
+): () => void {
+  const path = current.source;
+  if (!path) return () => {};
+  watchFile(path, { interval: intervalMs }, (st) => {
+    if (st.nlink === 0) return;
+    logger.warn({ file: path }, "configuration changed: redirector mode applies changes on restart");
   });
   return () => unwatchFile(path);
 }

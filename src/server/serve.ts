@@ -20,7 +20,7 @@ import { answerClientErrors } from "./client-errors.ts";
 import { gcSchedule } from "./gc-schedule.ts";
 import { Health, storeChecks } from "./health.ts";
 import { createRedirectorApp } from "./redirector-app.ts";
-import { watchConfig } from "./reload.ts";
+import { watchConfig, watchConfigNeedingRestart } from "./reload.ts";
 import { applyHttpTimeouts } from "./timeouts.ts";
 import { readTlsPair, type TlsPair, watchTlsFiles } from "./tls-reload.ts";
 
@@ -290,6 +290,7 @@ async function startRedirector(
   }
   const { server, url } = listening;
   const stopTls = watchAllTls(config, tls, logger, server as HttpsServer, artifacts);
+  const stopWatching = watchConfigNeedingRestart(config, logger);
   logger.info({ url, upstream: config.redirect!.upstream?.url }, "kagami redirector listening");
   let closing: Promise<void> | undefined;
   return {
@@ -298,6 +299,7 @@ async function startRedirector(
     close() {
       closing ??= (async () => {
         stopTls();
+        stopWatching();
         await drain(server, config, logger);
         await artifacts?.close();
         logger.info("kagami stopped");

@@ -140,5 +140,17 @@ describe("extensions.artifacts", () => {
     expect(
       problems(withArtifacts({ rootDirectory: "/srv/files", pathPrefix: "/a", redirect: true })),
     ).toEqual(["extensions.artifacts.redirect: needs redirect rules in extensions.redirect"]);
+    const rule = { name: "eu", networks: ["10.0.0.0/8"], baseUrl: "https://blobs.example" };
+    const tree = (r: Record<string, unknown>) => ({
+      ...base,
+      extensions: {
+        artifacts: { rootDirectory: "/srv/files", pathPrefix: "/a", redirect: true },
+        redirect: { rules: [r] },
+      },
+    });
+    expect(problems(tree(rule))).toEqual([
+      "extensions.artifacts.redirect: no rule (nor the default) in extensions.redirect names an artifactsBaseUrl to send files to",
+    ]);
+    expect(problems(tree({ ...rule, artifactsBaseUrl: "https://files.example" }))).toEqual([]);
   });
 });
