@@ -212,6 +212,7 @@ export function createApp(deps: AppDeps): Koa {
         headers: { Allow: match.allow.join(", ") },
       });
     }
+    (ctx as Ctx).state.endpoint = match.route.endpoint;
     const m = deps.mirror();
     if (match.route.repo) {
       if (m) match.route.repo = nsRepository(m, ctx.query.ns, match.route);

@@ -10,6 +10,7 @@ import type { SyncScheduler } from "../sync/scheduler.ts";
 import type { AccessState } from "./access.ts";
 import type { ArtifactService } from "./artifacts-service.ts";
 import type { Health } from "./health.ts";
+import type { Endpoint } from "./routes.ts";
 
 export interface AppDeps {
   /** The local stores; `stores.for(repo)` is the one that holds a repository. */
@@ -39,6 +40,8 @@ export interface RouteState {
   canRead: (repo: string) => boolean;
   /** The pull-through that answers what the local store lacks, when `extensions.sync` is configured. */
   mirror: Mirror | undefined;
+  /** The matched endpoint, once dispatch found one (request metrics read it). */
+  endpoint?: Endpoint;
 }
 
 export type Ctx = Context & { state: RouteState };

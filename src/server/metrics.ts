@@ -3,7 +3,7 @@ import type { EndpointKind, PrometheusMetrics } from "../metrics/prometheus.ts";
 import { RegistryError } from "../oci/errors.ts";
 import type { AccessState } from "./access.ts";
 import type { Ctx } from "./context.ts";
-import { type Endpoint, matchRoute } from "./routes.ts";
+import type { Endpoint } from "./routes.ts";
 
 function kindOf(endpoint: Endpoint): EndpointKind {
   const family = endpoint.split(".")[0]!;
@@ -33,8 +33,9 @@ export function requestMetrics(metrics: PrometheusMetrics): Koa.Middleware {
     // Listening before the handlers run: an upload whose client goes away mid-body fails the handler
     // only after the response has closed, and a listener added then would never be called.
     ctx.res.once("close", () => {
-      const match = matchRoute(ctx.method, ctx.path);
-      const kind = match.kind === "ok" ? kindOf(match.route.endpoint) : "other";
+      // Dispatch records the endpoint it matched; matching the path again here would double the work.
+      const endpoint = (ctx.state as { endpoint?: Endpoint }).endpoint;
+      const kind = endpoint ? kindOf(endpoint) : "other";
       // 499, as nginx logs it: the client went away before any answer was sent.
       const status = ctx.res.headersSent ? ctx.res.statusCode : 499;
       // What the socket read meanwhile is the body (and a chunked one's framing); a declared length
