@@ -1,10 +1,8 @@
-import { readFileSync } from "node:fs";
-import { rootCertificates } from "node:tls";
 import { parsePlatform } from "../copy/platform.ts";
 import { isValidName } from "../oci/names.ts";
 import { CredentialsError, parseCredsFlag } from "../remote/credentials.ts";
 import { ImageReferenceError } from "../remote/reference.ts";
-import { loadCertDir, type TlsMaterial } from "../remote/tls.ts";
+import { loadCertDir, type TlsMaterial, withCaFile } from "../remote/tls.ts";
 import { parseImageArg } from "../validate/images.ts";
 import { formatText } from "../validate/report.ts";
 import { type ValidateOptions, validate } from "../validate/validate.ts";
@@ -102,16 +100,12 @@ function tlsMaterial(f: ParsedFlags): TlsMaterial | undefined {
   const caFile = str(f, "certificate-authority");
   if (!dir && !caFile) return undefined;
   const tls: TlsMaterial = dir ? loadCertDir(dir) : {};
-  if (caFile) {
-    let pem: string;
-    try {
-      pem = readFileSync(caFile, "utf8");
-    } catch (err) {
-      throw new UsageError(`--certificate-authority ${caFile}: ${(err as Error).message}`);
-    }
-    tls.ca = [...(tls.ca ?? rootCertificates), pem];
+  if (!caFile) return tls;
+  try {
+    return withCaFile(tls, caFile);
+  } catch (err) {
+    throw new UsageError(`--certificate-authority: ${(err as Error).message}`);
   }
-  return tls;
 }
 
 export function validateOptions(f: ParsedFlags): ValidateOptions {
